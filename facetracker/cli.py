@@ -1,0 +1,208 @@
+"""The `facetracker` command line: one subcommand per step of the tutorial.
+
+Parsing and printing only; each step's logic lives in its module, which the notebook calls too.
+Modules are imported inside the handlers, so the data steps start without loading TensorFlow.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from facetracker import config
+from facetracker.config import Paths
+from facetracker.errors import FaceTrackerError
+
+
+def _sample_data(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.sample_data import make_sample_data
+
+    print(make_sample_data(paths, count=args.count, negatives=args.negatives, seed=args.seed, class_name=args.cls))
+
+
+def _collect(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.capture import collect
+
+    saved = collect(paths.images, source=args.source, count=args.count, interval=args.interval)
+    print(f"saved {len(saved)} frames to {paths.images}")
+
+
+def _annotate(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker import annotations
+
+    if args.prelabel == "haar":
+        written = annotations.prelabel_haar(paths, class_name=args.cls)
+        print(f"wrote {len(written)} Haar proposals to {paths.labels}")
+    elif args.prelabel == "model":
+        from facetracker.evaluate import prelabel_with_model
+
+        model = args.model or paths.model
+        written = prelabel_with_model(paths, model, threshold=args.threshold, class_name=args.cls)
+        print(f"wrote {len(written)} model proposals to {paths.labels}")
+    if not args.no_gui:
+        annotations.launch_labelme(paths)
+
+
+def _check(args: argparse.Namespace, paths: Paths) -> int:
+    from facetracker.annotations import check
+
+    report = check(paths, class_name=args.cls)
+    print(report.format())
+    return 1 if report.errors else 0
+
+
+def _split(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.split import split_dataset
+
+    parts = split_dataset(paths, ratios=tuple(args.ratios), seed=args.seed)
+    print("  ".join(f"{name}: {len(images)}" for name, images in parts.items()))
+
+
+def _augment(args: argparse.Namespace, paths: Paths) -> int:
+    from facetracker.augment import augment_dataset
+
+    summary = augment_dataset(paths, per_image=args.per_image, crop=args.crop, workers=args.workers, seed=args.seed,
+                              class_name=args.cls)
+    print(summary.format())
+    return 1 if summary.failed else 0
+
+
+def _train(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.train import train_from_paths
+
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "backbone", "weights", "learning_rate")}
+    result = train_from_paths(paths, preset=args.preset, strategy=args.strategy,
+                              **{k: v for k, v in overrides.items() if v is not None})
+    print(result.format())
+
+
+def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.evaluate import evaluate
+
+    report = evaluate(paths, args.model or paths.model, split=args.split, threshold=args.threshold,
+                      class_name=args.cls)
+    print(report.format())
+
+
+def _detect(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.realtime import detect
+
+    summary = detect(source=args.source, model=args.model or paths.model, threshold=args.threshold,
+                     output=args.output, display=False if args.no_display else None, class_name=args.cls,
+                     max_frames=args.max_frames)
+    print(summary.format())
+
+
+def _export(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.export import export_model
+
+    out = export_model(args.model or paths.model, fmt=args.format, out_dir=args.out or paths.root / "export")
+    print(f"exported {args.format} model to {out}")
+
+
+def _demo(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.demo import run_demo
+
+    print(run_demo(paths, preset=args.preset))
+
+
+def _add_class(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--class", dest="cls", default=config.CLASS_NAME,
+                        help="the one kind of object to detect (labelme label), default: %(default)s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: global --root, then one subcommand per step."""
+    parser = argparse.ArgumentParser(prog="facetracker", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("."), help="folder holding data/, aug_data/, logs/")
+    steps = parser.add_subparsers(dest="step", required=True, metavar="<step>")
+
+    def step(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        sub = steps.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = step("sample-data", _sample_data, "write a synthetic labelled webcam session into data/")
+    sub.add_argument("--count", type=int, default=90)
+    sub.add_argument("--negatives", type=float, default=0.15, help="share of frames without the object")
+    sub.add_argument("--seed", type=int, default=0)
+    _add_class(sub)
+
+    sub = step("collect", _collect, "capture frames from a camera, video file or URL into data/images")
+    sub.add_argument("--source", default="0", help="camera index, video file or URL (default: 0)")
+    sub.add_argument("--count", type=int, default=30)
+    sub.add_argument("--interval", type=float, default=0.5, help="seconds between frames")
+
+    sub = step("annotate", _annotate, "draw boxes in labelme (data/images -> data/labels)")
+    sub.add_argument("--prelabel", choices=["haar", "model"], help="first propose boxes for unlabelled images")
+    sub.add_argument("--model", type=Path, help="model for --prelabel model (default: facetracker.keras)")
+    sub.add_argument("--threshold", type=float, default=0.5)
+    sub.add_argument("--no-gui", action="store_true", help="write proposals only, do not open labelme")
+    _add_class(sub)
+
+    sub = step("check", _check, "report on every image/label pair; changes nothing")
+    _add_class(sub)
+
+    sub = step("split", _split, "copy images and labels into data/{train,test,val}")
+    sub.add_argument("--ratios", type=float, nargs=3, default=list(config.SPLIT_RATIOS),
+                     metavar=("TRAIN", "TEST", "VAL"))
+    sub.add_argument("--seed", type=int, default=0)
+
+    sub = step("augment", _augment, "grow each split with Albumentations into aug_data/")
+    sub.add_argument("--per-image", type=int, default=config.AUG_PER_IMAGE)
+    sub.add_argument("--crop", type=int, default=config.CROP_SIZE)
+    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sub.add_argument("--seed", type=int, default=0)
+    _add_class(sub)
+
+    sub = step("train", _train, "train the two-head detector on aug_data/")
+    sub.add_argument("--preset", default="tutorial", help="tutorial (the video's settings) or quick (CPU)")
+    sub.add_argument("--epochs", type=int)
+    sub.add_argument("--batch-size", type=int)
+    sub.add_argument("--backbone", choices=["vgg16", "mobilenetv2", "small"])
+    sub.add_argument("--weights", help="imagenet, none, or the path of a weights file")
+    sub.add_argument("--learning-rate", type=float)
+    sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
+
+    sub = step("evaluate", _evaluate, "measure the model (and OpenCV's Haar cascade) on the test frames")
+    sub.add_argument("--model", type=Path)
+    sub.add_argument("--split", default="test", choices=list(config.SPLITS))
+    sub.add_argument("--threshold", type=float, default=0.5)
+    _add_class(sub)
+
+    sub = step("detect", _detect, "run the detector on a camera, video file or URL")
+    sub.add_argument("--source", default="0")
+    sub.add_argument("--model", type=Path, help=".keras or .tflite (default: facetracker.keras)")
+    sub.add_argument("--threshold", type=float, default=0.5)
+    sub.add_argument("--output", type=Path, help="write the annotated video here")
+    sub.add_argument("--no-display", action="store_true")
+    sub.add_argument("--max-frames", type=int)
+    _add_class(sub)
+
+    sub = step("export", _export, "export the model as a SavedModel or TFLite file")
+    sub.add_argument("--format", choices=["savedmodel", "tflite"], default="tflite")
+    sub.add_argument("--model", type=Path)
+    sub.add_argument("--out", type=Path, help="output folder (default: export/)")
+
+    sub = step("demo", _demo, "sample-data, check, split, augment, train, evaluate in one go")
+    sub.add_argument("--preset", default="quick")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one step; a user's mistake prints one line and exits non-zero, with no traceback."""
+    args = build_parser().parse_args(argv)
+    paths = Paths(args.root)
+    try:
+        status = args.handler(args, paths)
+    except FaceTrackerError as error:
+        print(f"facetracker {args.step}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"facetracker {args.step}: interrupted; run it again to finish", file=sys.stderr)
+        return 130
+    return status or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
