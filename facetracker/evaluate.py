@@ -1,0 +1,394 @@
+"""Evaluate the detector (tutorial section 10, measured properly), and let it propose labels.
+
+The video looks at a grid of a few test images. Here the model is scored on every test frame
+and every augmented test sample, next to OpenCV's Haar face cascade on the same frames, with:
+
+- face / no-face: accuracy, precision, recall and F1 at a score threshold (`score >= threshold`
+  is a positive). A 0/0 ratio is 0 (precision with no predicted positive, recall with no actual
+  positive; F1 when precision + recall = 0), as scikit-learn's `zero_division=0`.
+- boxes: the mean IoU over true positives (a face and `score >= threshold`), and COCO-style
+  average precision treating each image's output as one scored detection: AP@0.5 and
+  AP@[.5:.95], 101-point interpolated, the same numbers pycocotools' COCOeval gives (tested).
+  Averages over nothing (no faces, no true positive) are NaN, written as null in JSON.
+
+IoU uses continuous coordinates: area = (x2 - x1) * (y2 - y1), no "+1 pixel" (pycocotools'
+bbox IoU does the same).
+
+Natural frames are judged in the model's view: the frame's centre square (`frame_to_input`), with
+the labelled box converted to that square by `dataset.box_to_square` under the augmentation's
+visibility rule (a face mostly outside the square counts as "no face"). The Haar cascade runs on
+the full frame and its detection is converted by the same rule. The cascade has no calibrated
+score: its best face scores n / (n + 1), n = the number of merged raw detections (its usual
+confidence), which ranks its detections for AP; for accuracy, precision, recall, F1 and mean IoU
+any detection is a positive, whatever `threshold` the model is judged at.
+"""
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from matplotlib.figure import Figure
+
+from facetracker.annotations import Sample, haar_detector, list_images, load_samples, write_labelme
+from facetracker.augment import MIN_VISIBILITY
+from facetracker.config import CLASS_NAME, Paths
+from facetracker.dataset import box_to_square, load_labels, plot_samples
+from facetracker.errors import FaceTrackerError
+from facetracker.realtime import Detector, frame_to_input
+
+Box = tuple[float, float, float, float]
+
+# COCO's thresholds, as pycocotools builds them.
+IOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10))
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+NO_BOX = (0.0, 0.0, 0.0, 0.0)
+BATCH = 32
+REPORT_FILE = "evaluation.json"
+GRID_FILE = "predictions.png"
+HAAR_SCALE, HAAR_NEIGHBOURS, HAAR_MIN_SIZE = 1.1, 5, (40, 40)  # as annotations.detect_largest
+HAAR_THRESHOLD = 0.5  # Haar scores are n / (n + 1) >= 0.5 for any detection: "found a face" is its positive
+
+
+# ----------------------------------------------------------------------------- metrics (pure numpy)
+
+
+def iou(box_a: Sequence[float] | np.ndarray, box_b: Sequence[float] | np.ndarray) -> float | np.ndarray:
+    """Intersection over union of (x1, y1, x2, y2) boxes (continuous coordinates; broadcasts over [..., 4]).
+
+    Two empty boxes have IoU 0.
+    """
+    a, b = np.asarray(box_a, dtype=np.float64), np.asarray(box_b, dtype=np.float64)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area = (np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
+            + np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None))
+    union = area - inter
+    out = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return float(out) if out.ndim == 0 else out
+
+
+class ClassificationMetrics(NamedTuple):
+    """Face / no-face figures at one threshold."""
+
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den, and 0 for 0/0."""
+    return float(num / den) if den else 0.0
+
+
+def classification_metrics(y_true: Sequence[float] | np.ndarray, scores: Sequence[float] | np.ndarray,
+                           threshold: float = 0.5) -> ClassificationMetrics:
+    """Accuracy, precision, recall and F1 of `scores >= threshold` against y_true (1: object, 0: none).
+
+    0/0 is 0: precision with no predicted positive, recall with no actual positive, F1 when both are 0.
+    """
+    truth = np.asarray(y_true, dtype=np.float64).reshape(-1) > 0.5
+    predicted = np.asarray(scores, dtype=np.float64).reshape(-1) >= threshold
+    if truth.size == 0 or truth.size != predicted.size:
+        raise ValueError(f"need as many labels as scores, at least one: got {truth.size} and {predicted.size}")
+    tp = float(np.sum(truth & predicted))
+    precision = _ratio(tp, float(np.sum(predicted)))
+    recall = _ratio(tp, float(np.sum(truth)))
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    return ClassificationMetrics(float(np.mean(truth == predicted)), precision, recall, f1)
+
+
+def _ground_truth(gt_boxes: Sequence[Box | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(has_object [N] bool, boxes [N, 4]) from boxes with None for images without the object."""
+    has = np.array([b is not None for b in gt_boxes], dtype=bool)
+    boxes = np.array([NO_BOX if b is None else b for b in gt_boxes], dtype=np.float64).reshape(-1, 4)
+    return has, boxes
+
+
+def mean_iou_true_positives(gt_boxes: Sequence[Box | None], pred_boxes: np.ndarray, pred_scores: np.ndarray,
+                            threshold: float = 0.5) -> float:
+    """Mean IoU over images with an object and `score >= threshold`; NaN when there are none."""
+    has, truth = _ground_truth(gt_boxes)
+    hits = has & (np.asarray(pred_scores, dtype=np.float64).reshape(-1) >= threshold)
+    if not hits.any():
+        return math.nan
+    return float(np.mean(iou(truth[hits], np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)[hits])))
+
+
+def _interpolated_ap(matched: np.ndarray, positives: int) -> float:
+    """101-point interpolated AP of detections in score order (True: true positive), as COCOeval computes it."""
+    tp = np.cumsum(matched, dtype=np.float64)
+    fp = np.cumsum(~matched, dtype=np.float64)
+    recall = tp / positives
+    precision = tp / (tp + fp + np.spacing(1))
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # precision envelope
+    index = np.searchsorted(recall, RECALL_POINTS, side="left")
+    padded = np.append(precision, 0.0)  # recall points never reached count 0
+    return float(np.mean(padded[np.minimum(index, len(precision))]))
+
+
+def average_precision(gt_boxes: Sequence[Box | None], pred_boxes: np.ndarray, pred_scores: np.ndarray,
+                      iou_thresholds: Sequence[float] = (0.5,)) -> float:
+    """COCO-style AP with one scored detection per image, averaged over the IoU thresholds.
+
+    Args:
+        gt_boxes: per image, the object's box or None (no object).
+        pred_boxes: [N, 4] the detection of each image (same coordinates as gt_boxes).
+        pred_scores: [N] its score. An image without a detection can pass score 0 and an empty box.
+        iou_thresholds: (0.5,) for AP@0.5; IOU_THRESHOLDS for AP@[.5:.95].
+    Returns:
+        AP in [0, 1]; NaN when no image has the object (COCOeval's -1).
+    """
+    has, truth = _ground_truth(gt_boxes)
+    if not has.any():
+        return math.nan
+    order = np.argsort(-np.asarray(pred_scores, dtype=np.float64).reshape(-1), kind="mergesort")
+    overlap = iou(truth, np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4))
+    aps = [_interpolated_ap((has & (overlap >= min(t, 1 - 1e-10)))[order], int(has.sum())) for t in iou_thresholds]
+    return float(np.mean(aps))
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class SetMetrics:
+    """One detector's figures on one set of images."""
+
+    detector: str
+    images_from: str
+    images: int
+    faces: int
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    mean_iou: float
+    ap50: float
+    ap50_95: float
+    ms_per_image: float
+
+
+def score_set(detector: str, images_from: str, gt_boxes: Sequence[Box | None], scores: np.ndarray,
+              boxes: np.ndarray, threshold: float, seconds: float) -> SetMetrics:
+    """All figures of one detector's outputs on one set."""
+    cls = classification_metrics([b is not None for b in gt_boxes], scores, threshold)
+    return SetMetrics(detector, images_from, len(gt_boxes), sum(b is not None for b in gt_boxes), *cls,
+                      mean_iou_true_positives(gt_boxes, boxes, scores, threshold),
+                      average_precision(gt_boxes, boxes, scores), average_precision(gt_boxes, boxes, scores,
+                                                                                  IOU_THRESHOLDS),
+                      1000 * seconds / max(len(gt_boxes), 1))
+
+
+ROWS = (("images", "images", "d"), ("faces", "faces", "d"), ("accuracy", "accuracy", ".3f"),
+        ("precision", "precision", ".3f"), ("recall", "recall", ".3f"), ("f1", "F1", ".3f"),
+        ("mean_iou", "mean IoU (TP)", ".3f"), ("ap50", "AP@0.5", ".3f"), ("ap50_95", "AP@[.5:.95]", ".3f"),
+        ("ms_per_image", "ms / image", ".1f"))
+
+
+def _cell(value: float, spec: str) -> str:
+    """A table cell; NaN shows as '-'."""
+    return "-" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The model's and the Haar cascade's figures, side by side."""
+
+    model: str
+    split: str
+    threshold: float
+    results: tuple[SetMetrics, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    def format(self) -> str:
+        """A side-by-side table, one column per detector and image set."""
+        heads = [(r.detector, r.images_from) for r in self.results]
+        lines = [f"{self.model} on {self.split}, threshold {self.threshold}"]
+        lines.append(f"{'':16}" + "".join(f"{d:>18}" for d, _ in heads))
+        lines.append(f"{'':16}" + "".join(f"{s:>18}" for _, s in heads))
+        for key, label, spec in ROWS:
+            lines.append(f"{label:16}" + "".join(f"{_cell(getattr(r, key), spec):>18}" for r in self.results))
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (NaN becomes None)."""
+        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(r).items()}
+                 for r in self.results]
+        return {"model": self.model, "split": self.split, "threshold": self.threshold, "results": clean,
+                "notes": list(self.notes)}
+
+    def save(self, path: Path) -> Path:
+        """Write the report as JSON."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+# ----------------------------------------------------------------------------- running the detectors
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A BGR image; a clear error when it cannot be read."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FaceTrackerError(f"{path}: cannot be read as an image; re-save it as JPEG or remove it.")
+    return image
+
+
+def predict_images(detector: Detector, images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Model (scores [N], boxes [N, 4] in the input square) for image files, and the seconds spent.
+
+    The time covers preprocessing and the model (batches of BATCH), not reading the files.
+    """
+    detector.warm_up()
+    scores, boxes, seconds = [], [], 0.0
+    for start in range(0, len(images), BATCH):
+        frames = [read_image(p) for p in images[start:start + BATCH]]
+        tick = time.perf_counter()
+        x = np.stack([frame_to_input(f, detector.size, "crop")[0] for f in frames])
+        s, b = detector.predict(x)
+        seconds += time.perf_counter() - tick
+        scores.append(s)
+        boxes.append(b)
+    return np.concatenate(scores), np.concatenate(boxes).reshape(-1, 4), seconds
+
+
+def haar_detection(cascade: cv2.CascadeClassifier, frame_bgr: np.ndarray) -> tuple[float, Box]:
+    """The cascade's best face in the frame's centre square: (score, box in the square), or (0, NO_BOX).
+
+    The cascade runs on the full frame. Its best face is the one with the most neighbours (merged raw
+    detections, the cascade's usual confidence) among those that pass the crop's visibility rule;
+    score = n / (n + 1), so any detection scores above 0.5 and more support ranks higher for AP.
+    """
+    height, width = frame_bgr.shape[:2]
+    gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+    rects, counts = cascade.detectMultiScale2(gray, scaleFactor=HAAR_SCALE, minNeighbors=HAAR_NEIGHBOURS,
+                                              minSize=HAAR_MIN_SIZE)
+    found = []
+    for (x, y, w, h), n in zip(rects, counts, strict=True):
+        square = box_to_square((x / width, y / height, (x + w) / width, (y + h) / height), width, height,
+                               MIN_VISIBILITY)
+        if square is not None:
+            found.append((int(n), w * h, square))
+    if not found:
+        return 0.0, NO_BOX
+    n, _, box = max(found, key=lambda f: (f[0], f[1]))
+    return n / (n + 1.0), box
+
+
+def haar_predictions(images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Haar (scores [N], boxes [N, 4] in the centre square) for image files, and the seconds spent detecting."""
+    cascade = haar_detector()
+    scores, boxes, seconds = [], [], 0.0
+    for path in images:
+        frame = read_image(path)
+        tick = time.perf_counter()
+        score, box = haar_detection(cascade, frame)
+        seconds += time.perf_counter() - tick
+        scores.append(score)
+        boxes.append(box)
+    return np.array(scores), np.array(boxes, dtype=np.float64).reshape(-1, 4), seconds
+
+
+def natural_frames(paths: Paths, split: str, class_name: str) -> tuple[list[Sample], list[Box | None]]:
+    """The split's labelled frames and their boxes in the centre square (None: no face there)."""
+    samples = load_samples(paths.split_images(split), paths.split_labels(split), class_name)
+    if not samples:
+        raise FaceTrackerError(f"{paths.split_images(split)}: no images; run `facetracker split` first.")
+    truth = [box_to_square(s.box, s.width, s.height, MIN_VISIBILITY) if s.box else None for s in samples]
+    return samples, truth
+
+
+def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None]] | None:
+    """The split's augmented samples (images, boxes or None), or None when there are none."""
+    images_dir, labels_dir = paths.aug_images(split), paths.aug_labels(split)
+    if not images_dir.is_dir() or not any(images_dir.iterdir()):
+        return None
+    files, classes, boxes = load_labels(labels_dir, images_dir)
+    return [Path(f) for f in files], [tuple(map(float, b)) if c[0] > 0.5 else None for c, b in zip(classes, boxes,
+                                                                                                   strict=True)]
+
+
+def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshold: float = 0.5,
+             class_name: str = CLASS_NAME, output: Path | None = None) -> EvalReport:
+    """Score the model on data/<split> and aug_data/<split>, and the Haar cascade on data/<split>.
+
+    Args:
+        paths: project folders.
+        model_path: .keras, .tflite or SavedModel folder.
+        split: which split's frames to use.
+        threshold: score from which an image counts as showing the object.
+        class_name: the labelme label; the Haar baseline runs only for "face".
+        output: where to write the JSON report (default logs/evaluation.json).
+    Returns:
+        The report (also saved as JSON).
+    """
+    detector = Detector.load(model_path)
+    samples, truth = natural_frames(paths, split, class_name)
+    images = [s.image for s in samples]
+    scores, boxes, seconds = predict_images(detector, images)
+    results = [score_set("model", "frames", truth, scores, boxes, threshold, seconds)]
+    if class_name == "face":
+        scores, boxes, seconds = haar_predictions(images)
+        results.append(score_set("haar", "frames", truth, scores, boxes, HAAR_THRESHOLD, seconds))
+    augmented = augmented_set(paths, split)
+    if augmented is not None:
+        scores, boxes, seconds = predict_images(detector, augmented[0])
+        results.append(score_set("model", "augmented", augmented[1], scores, boxes, threshold, seconds))
+    cut = sum(1 for s, t in zip(samples, truth, strict=True) if s.box is not None and t is None)
+    notes = (f"{cut} labelled face(s) lie mostly outside the centre square and count as 'no face'",) if cut else ()
+    report = EvalReport(str(model_path), split, threshold, tuple(results), notes)
+    report.save(output or paths.logs / REPORT_FILE)
+    return report
+
+
+def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n: int = 12, threshold: float = 0.5,
+                    class_name: str = CLASS_NAME, output: Path | None = None, ncols: int = 4) -> Figure:
+    """A grid of the first `n` frames of a split as the model sees them: its box and score over the truth.
+
+    Saved as a PNG (default logs/predictions.png); boxes with `score < threshold` are not drawn.
+    """
+    detector = Detector.load(model_path)
+    samples, truth = natural_frames(paths, split, class_name)
+    samples, truth = samples[:n], truth[:n]
+    inputs = np.stack([frame_to_input(read_image(s.image), detector.size, "crop")[0] for s in samples])
+    scores, boxes = detector.predict(inputs)
+    gt = (np.array([[t is not None] for t in truth], np.float32), np.array([t or NO_BOX for t in truth], np.float32))
+    figure = plot_samples(inputs, boxes, scores, ncols=ncols, truth=gt, threshold=threshold, class_name=class_name)
+    path = output or paths.logs / GRID_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return figure
+
+
+# ----------------------------------------------------------------------------- model-assisted labelling
+
+
+def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float = 0.5,
+                        class_name: str = CLASS_NAME) -> list[Path]:
+    """Write labelme proposals for unlabelled images in data/images where the model finds the object.
+
+    An existing label is never touched; an image scored below `threshold` gets no file (labelme's
+    way of saying "no object"). Returns the label files written, to be checked in labelme.
+    """
+    detector = Detector.load(model_path)
+    written = []
+    for image_path in list_images(paths.images):
+        label_path = paths.labels / f"{image_path.stem}.json"
+        if label_path.exists():
+            continue
+        frame = read_image(image_path)
+        detection = detector(frame)
+        if detection.score >= threshold:
+            write_labelme(label_path, image_path, detection.box_px, frame.shape[1], frame.shape[0], class_name)
+            written.append(label_path)
+    return written
+

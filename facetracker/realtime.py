@@ -1,0 +1,368 @@
+"""Real-time detection (tutorial section 11): camera, video file or URL in, boxes out.
+
+The tutorial crops `frame[50:500, 50:500]`, calls `model.predict` on every frame and scales the
+box by 450. Here one function turns any frame into the model's input (`frame_to_input`: the centre
+square of the frame, as in training, or the whole frame padded to a square) and one turns the
+model's box back into frame pixels (`box_to_frame`), whatever the frame size. The model runs
+through a `tf.function` traced once (`predict()` is built for batches and is 2-3x slower per
+frame), or through the TFLite interpreter for an exported `.tflite` file.
+"""
+
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facetracker.config import CLASS_NAME, IMAGE_SIZE
+from facetracker.dataset import center_square
+from facetracker.errors import FaceTrackerError
+
+MODES = ("crop", "letterbox")
+MODEL_SUFFIXES = (".keras", ".tflite", "SavedModel folder")
+VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
+DEFAULT_FPS = 30.0
+BOX_COLOR = (255, 0, 0)  # BGR blue, as in the tutorial
+TEXT_COLOR = (255, 255, 255)
+
+# A box as (x1, y1, x2, y2).
+Box = tuple[float, float, float, float]
+PixelBox = tuple[int, int, int, int]
+# Model runner: inputs [N, size, size, 3] float32 in [0, 1] -> scores [N], boxes [N, 4].
+PredictFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where the model's input square lies in a frame, in frame pixels.
+
+    The square's top-left corner is (x0, y0) and its side is `side` pixels; x0 or y0 is negative
+    when the frame was padded (letterbox) rather than cropped.
+    """
+
+    x0: int
+    y0: int
+    side: int
+    width: int
+    height: int
+
+
+def frame_geometry(width: int, height: int, mode: str = "crop") -> FrameGeometry:
+    """The input square of a width x height frame: its centre square ("crop") or the padded frame ("letterbox")."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode == "crop":
+        return FrameGeometry(*center_square(width, height), width, height)
+    side = max(width, height)
+    return FrameGeometry((width - side) // 2, (height - side) // 2, side, width, height)
+
+
+def frame_to_input(frame_bgr: np.ndarray, size: int = IMAGE_SIZE,
+                   mode: str = "crop") -> tuple[np.ndarray, FrameGeometry]:
+    """A BGR frame as the model's input: float32 [size, size, 3] RGB in [0, 1], and where it came from."""
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        raise ValueError(f"expected a BGR frame of shape (height, width, 3), got {frame_bgr.shape}")
+    height, width = frame_bgr.shape[:2]
+    geo = frame_geometry(width, height, mode)
+    if mode == "crop":
+        square = frame_bgr[geo.y0:geo.y0 + geo.side, geo.x0:geo.x0 + geo.side]
+    else:
+        top, left = -geo.y0, -geo.x0
+        square = cv2.copyMakeBorder(frame_bgr, top, geo.side - height - top, left, geo.side - width - left,
+                                    cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    # Bilinear, like tf.image.resize in the training pipeline.
+    resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0, geo
+
+
+def box_to_frame(box: Box, geometry: FrameGeometry, rounded: bool = True) -> PixelBox | Box:
+    """A model box ((x1, y1, x2, y2) in [0, 1] of the input square) in frame pixels, clipped to the frame."""
+    b = np.clip(np.asarray(box, dtype=np.float64), 0.0, 1.0)
+    xs = np.clip(geometry.x0 + np.sort(b[[0, 2]]) * geometry.side, 0, geometry.width)
+    ys = np.clip(geometry.y0 + np.sort(b[[1, 3]]) * geometry.side, 0, geometry.height)
+    out = (xs[0], ys[0], xs[1], ys[1])
+    return tuple(int(round(v)) for v in out) if rounded else tuple(float(v) for v in out)
+
+
+def frame_box_to_input(box_px: Box, geometry: FrameGeometry) -> Box:
+    """The inverse of `box_to_frame`: a box in frame pixels as (x1, y1, x2, y2) in [0, 1] of the input square."""
+    x1, y1, x2, y2 = box_px
+    out = ((x1 - geometry.x0) / geometry.side, (y1 - geometry.y0) / geometry.side,
+           (x2 - geometry.x0) / geometry.side, (y2 - geometry.y0) / geometry.side)
+    return tuple(float(np.clip(v, 0.0, 1.0)) for v in out)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The model's answer for one frame: its score and its box in frame pixels."""
+
+    score: float
+    box_px: PixelBox
+    box: Box  # in [0, 1] of the input square
+
+
+def split_outputs(outputs: object) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [N], boxes [N, 4]) from a model's two outputs, told apart by their last dimension (1 and 4)."""
+    values = _as_list(outputs)
+    arrays = {int(np.shape(v)[-1]): np.asarray(v, dtype=np.float32) for v in values}
+    if set(arrays) != {1, 4}:
+        raise FaceTrackerError(f"the model's outputs have shapes {[np.shape(v) for v in values]}; expected a score "
+                               "(N, 1) and a box (N, 4): use a model saved by `facetracker train`.")
+    return arrays[1][:, 0], arrays[4]
+
+
+def keras_predict_fn(model: object) -> PredictFn:
+    """Run a Keras model through `model.predict_fn` (one traced `tf.function`, any batch size), never `predict()`."""
+    import tensorflow as tf
+
+    from facetracker.model import predict_fn
+
+    forward = predict_fn(model)
+    return lambda x: split_outputs([t.numpy() for t in _as_list(forward(tf.constant(x, tf.float32)))])
+
+
+def _as_list(outputs: object) -> list:
+    """A model's outputs as a list, whether it returns a list, tuple or dict."""
+    return list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
+
+
+def tflite_interpreter(path: Path) -> object:
+    """A TFLite interpreter: LiteRT's (`ai_edge_litert`) when installed, else TensorFlow's (deprecated there)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            interpreter = tf.lite.Interpreter(model_path=str(path))
+    else:
+        interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def tflite_predict_fn(path: Path) -> tuple[PredictFn, int]:
+    """Run a .tflite model one frame at a time; also returns its input size."""
+    interpreter = tflite_interpreter(path)
+    inp = interpreter.get_input_details()[0]
+    outs = interpreter.get_output_details()
+
+    def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = []
+        for row in np.asarray(x, np.float32):
+            interpreter.set_tensor(inp["index"], row[None])
+            interpreter.invoke()
+            rows.append(split_outputs([interpreter.get_tensor(o["index"]) for o in outs]))
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+
+    return predict, int(inp["shape"][1])
+
+
+def savedmodel_predict_fn(path: Path) -> tuple[PredictFn, int]:
+    """Run an exported SavedModel through its `serve` endpoint; also returns its input size."""
+    import tensorflow as tf
+
+    artifact = tf.saved_model.load(str(path))
+    spec = next(iter(artifact.signatures["serving_default"].structured_input_signature[1].values()))
+    size = int(spec.shape[1])
+    return lambda x: split_outputs([t.numpy() for t in _as_list(artifact.serve(tf.constant(x, tf.float32)))]), size
+
+
+class Detector:
+    """A trained model (Keras, SavedModel or TFLite) as a function from a BGR frame to a `Detection`."""
+
+    def __init__(self, predict: PredictFn, size: int = IMAGE_SIZE, mode: str = "crop", name: str = "model"):
+        self.predict = predict  # inputs [N, size, size, 3] -> (scores [N], boxes [N, 4])
+        self.size = size
+        self.mode = mode
+        self.name = name
+
+    @classmethod
+    def from_keras(cls, model: object, mode: str = "crop") -> "Detector":
+        """Wrap an in-memory Keras model."""
+        return cls(keras_predict_fn(model), int(model.input_shape[1]), mode, model.name)
+
+    @classmethod
+    def load(cls, path: Path | str, mode: str = "crop") -> "Detector":
+        """Load a `.keras` model (safe mode), a `.tflite` file or an exported SavedModel folder."""
+        path = Path(path)
+        if not path.exists():
+            raise FaceTrackerError(f"model {path} not found; train one (facetracker train) or pass --model PATH.")
+        try:
+            if path.suffix == ".keras":
+                import keras
+
+                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+                return cls.from_keras(model, mode)
+            if path.suffix == ".tflite":
+                return cls(*tflite_predict_fn(path), mode, path.name)
+            if path.is_dir() and (path / "saved_model.pb").exists():
+                return cls(*savedmodel_predict_fn(path), mode, path.name)
+        except (ValueError, OSError, TypeError, RuntimeError) as error:
+            raise FaceTrackerError(f"model {path} cannot be loaded ({error}); re-export or retrain it.") from error
+        raise FaceTrackerError(f"model {path}: unknown kind; pass one of {', '.join(MODEL_SUFFIXES)}.")
+
+    def warm_up(self) -> "Detector":
+        """Run once on a blank input, so that tracing is not counted in timings."""
+        self.predict(np.zeros((1, self.size, self.size, 3), np.float32))
+        return self
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detection:
+        """Detect the object in one BGR frame."""
+        x, geo = frame_to_input(frame_bgr, self.size, self.mode)
+        scores, boxes = self.predict(x[None])
+        box = tuple(float(v) for v in boxes[0])
+        return Detection(float(scores[0]), box_to_frame(box, geo), box)
+
+
+@dataclass(frozen=True)
+class DetectSummary:
+    """What a `detect` run did."""
+
+    frames: int
+    mean_ms: float  # model time per frame (preprocessing + forward pass)
+    fps: float  # frames per second of the whole loop (reading, model, drawing, writing, display)
+    output: Path | None = None
+
+    def format(self) -> str:
+        """One line for the CLI."""
+        text = f"{self.frames} frames, model {self.mean_ms:.1f} ms/frame, {self.fps:.1f} frames/s overall"
+        return text + (f", annotated video: {self.output}" if self.output else "")
+
+
+def draw_detection(frame: np.ndarray, detection: Detection, class_name: str, threshold: float) -> None:
+    """Draw the box with its class name and score (when the score reaches `threshold`), in place."""
+    if detection.score < threshold:
+        return
+    x1, y1, x2, y2 = detection.box_px
+    cv2.rectangle(frame, (x1, y1), (x2, y2), BOX_COLOR, 2)
+    text = f"{class_name} {detection.score:.2f}"
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)
+    top = max(y1 - th - base - 4, 0)
+    cv2.rectangle(frame, (x1, top), (x1 + tw + 4, top + th + base + 4), BOX_COLOR, -1)
+    cv2.putText(frame, text, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6, TEXT_COLOR, 1, cv2.LINE_AA)
+
+
+def draw_fps(frame: np.ndarray, fps: float) -> None:
+    """Write the frame rate in the top-left corner, in place."""
+    cv2.putText(frame, f"{fps:.1f} FPS", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2, cv2.LINE_AA)
+
+
+def can_display() -> bool:
+    """True when OpenCV was built with a GUI and a display is there to show a window."""
+    gui = re.search(r"GUI:\s*(\S+)", cv2.getBuildInformation())
+    if gui is None or gui.group(1).upper() == "NONE" or os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def parse_source(source: int | str | Path) -> int | str:
+    """A camera index (an int or a string of digits), a URL, or an existing video file."""
+    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
+        return int(source)
+    text = str(source)
+    if "://" in text:
+        return text
+    if not Path(text).is_file():
+        raise FaceTrackerError(f"video file {text} not found; pass a camera index (--source 0), a file or a URL.")
+    return text
+
+
+def open_source(source: int | str) -> cv2.VideoCapture:
+    """Open a camera, file or URL with OpenCV; a clear error when it cannot be opened."""
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        capture.release()
+        hint = "try another camera index (--source 1)" if isinstance(source, int) else "check the path or URL"
+        raise FaceTrackerError(f"cannot open video source {source!r}; {hint}.")
+    return capture
+
+
+def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+    """A video writer for `path` (.mp4 or .avi); a clear error when it cannot be created."""
+    fourcc = VIDEO_FOURCC.get(path.suffix.lower())
+    if fourcc is None:
+        raise FaceTrackerError(f"--output {path}: unsupported video type; use one of {', '.join(VIDEO_FOURCC)}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    if not writer.isOpened():
+        raise FaceTrackerError(f"--output {path}: OpenCV cannot write this file; try an .avi name.")
+    return writer
+
+
+def source_fps(capture: cv2.VideoCapture) -> float:
+    """The source's frame rate when it reports a plausible one, else 30."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return float(fps) if np.isfinite(fps) and 1.0 <= fps <= 240.0 else DEFAULT_FPS
+
+
+def read_frame(capture: cv2.VideoCapture, source: int | str, frames: int) -> np.ndarray | None:
+    """The next frame; None at the end of a file or stream; an error when a camera stops delivering."""
+    ok, frame = capture.read()
+    if ok and frame is not None:
+        return frame
+    if isinstance(source, int):
+        raise FaceTrackerError(f"camera {source} stopped delivering frames after {frames}; check that no other "
+                               "program uses it, or try another index (--source 1).")
+    if frames == 0:
+        raise FaceTrackerError(f"video source {source!r} opened but gave no frame; check that it is a video.")
+    return None
+
+
+def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.keras"), threshold: float = 0.5,
+           output: Path | str | None = None, display: bool | None = None, class_name: str = CLASS_NAME,
+           max_frames: int | None = None, mode: str = "crop") -> DetectSummary:
+    """Run the detector on a camera, video file or URL, drawing the box, score and frame rate.
+
+    Args:
+        source: camera index, video file or URL.
+        model: a .keras or .tflite model (or an exported SavedModel folder).
+        threshold: smallest score for which a box is drawn.
+        output: write the annotated video here (.mp4 or .avi), every frame, at the source's frame rate.
+        display: show a window ('q' quits); None shows one only when a display and an OpenCV GUI exist.
+        max_frames: stop after this many frames (None: until the source ends or 'q').
+    Returns:
+        the number of frames, the model's mean time per frame and the overall frame rate.
+    """
+    source = parse_source(source)
+    detector = Detector.load(model, mode=mode).warm_up()
+    show = can_display() if display is None else display
+    capture, writer = open_source(source), None
+    frames, model_s, start = 0, 0.0, time.perf_counter()
+    try:
+        while max_frames is None or frames < max_frames:
+            frame = read_frame(capture, source, frames)
+            if frame is None:
+                break
+            tick = time.perf_counter()
+            detection = detector(frame)
+            model_s += time.perf_counter() - tick
+            frames += 1
+            draw_detection(frame, detection, class_name, threshold)
+            draw_fps(frame, frames / max(time.perf_counter() - start, 1e-9))
+            if output is not None and writer is None:
+                writer = open_writer(Path(output), source_fps(capture), frame.shape[1], frame.shape[0])
+            if writer is not None:
+                writer.write(frame)
+            if show:
+                cv2.imshow(f"FaceTracker ({class_name})", frame)
+                if cv2.waitKey(1) & 0xFF == ord("q"):
+                    break
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if show:
+            cv2.destroyAllWindows()
+    elapsed = time.perf_counter() - start
+    return DetectSummary(frames, 1000 * model_s / max(frames, 1), frames / max(elapsed, 1e-9),
+                         Path(output) if output is not None else None)
