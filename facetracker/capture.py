@@ -1,0 +1,177 @@
+"""Collect frames from a camera or a video file (tutorial section 1).
+
+The tutorial grabs 30 frames, 0.5 s apart, from `cv2.VideoCapture(index)` and saves each as
+`data/images/<uuid1>.jpg`. Here every `cap.read()` is checked (a wrong camera index otherwise
+ends in "NoneType is not subscriptable"), the capture is always released, and a video file
+works as a stand-in camera.
+
+Pacing: a live source (camera index or stream URL) waits `interval` seconds between frames in
+real time. A video file is not played in real time: we take the frames at video times
+0, interval, 2*interval, ... (by frame number, from the file's fps), skipping the rest with
+`grab()`, so collecting from a file is as fast as decoding it.
+"""
+
+import os
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from facetracker.config import Paths
+from facetracker.errors import FaceTrackerError
+
+PREVIEW_WINDOW = "FaceTracker collect (q: stop)"
+DEFAULT_FPS = 30.0  # assumed when a video file does not say
+
+
+def parse_source(source: int | str | Path) -> int | str:
+    """A camera index (int, or a string of digits) or a video path / stream URL as text."""
+    if isinstance(source, bool):
+        raise FaceTrackerError(f"--source {source!r}: give a camera index (0, 1, ...), a video file or a URL.")
+    if isinstance(source, int):
+        return source
+    text = str(source).strip()
+    return int(text) if text.isdigit() else text
+
+
+def is_url(source: int | str) -> bool:
+    """Whether a source is a stream URL such as rtsp://... or http://..."""
+    return isinstance(source, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source) is not None
+
+
+def is_live(source: int | str) -> bool:
+    """A camera or a stream (paced in real time) rather than a video file."""
+    return isinstance(source, int) or is_url(source)
+
+
+def open_source(source: int | str | Path) -> cv2.VideoCapture:
+    """Open a camera index, a video file or a stream URL; FaceTrackerError if it does not open."""
+    parsed = parse_source(source)
+    if isinstance(parsed, str) and not is_url(parsed) and not Path(parsed).is_file():
+        raise FaceTrackerError(
+            f"--source {parsed}: no such video file; give an existing file or a camera index (0, 1)."
+        )
+    cap = cv2.VideoCapture(parsed)
+    if cap.isOpened():
+        return cap
+    cap.release()
+    if isinstance(parsed, int):
+        other = 1 if parsed == 0 else 0
+        raise FaceTrackerError(
+            f"cannot open camera {parsed}: try --source {other}, or a video file; "
+            "check that no other program is using the camera."
+        )
+    what = "stream" if is_url(parsed) else "video file"
+    raise FaceTrackerError(f"cannot open {what} {parsed}: check the path or URL, or convert the video to .mp4.")
+
+
+def gui_available() -> bool:
+    """Whether OpenCV was built with a GUI backend (opencv-python-headless is not)."""
+    match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
+    return match is not None and match.group(1).upper() not in ("NONE", "NO")
+
+
+def display_available() -> bool:
+    """Whether a window can open: Windows, macOS, or an X11/Wayland display."""
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def want_preview(preview: bool | None) -> bool:
+    """Resolve `preview`: None means 'when a display and an OpenCV GUI exist'; True insists."""
+    possible = display_available() and gui_available()
+    if preview and not possible:
+        raise FaceTrackerError(
+            "--preview needs a display and OpenCV with a GUI (opencv-python, not -headless); run without --preview."
+        )
+    return possible if preview is None else bool(preview)
+
+
+def save_frame(frame: np.ndarray, images_dir: Path) -> Path:
+    """Save a frame as <uuid1>.jpg, as the tutorial names them."""
+    path = images_dir / f"{uuid.uuid1()}.jpg"
+    if not cv2.imwrite(str(path), frame):
+        raise FaceTrackerError(f"{path}: could not be written; check free disk space and permissions.")
+    return path
+
+
+def frame_step(cap: cv2.VideoCapture, interval: float) -> int:
+    """For a video file: how many frames lie `interval` seconds apart (at least 1)."""
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    return max(1, round(interval * fps))
+
+
+def skip_frames(cap: cv2.VideoCapture, count: int) -> bool:
+    """Grab and drop `count` frames; False if the source ended."""
+    return all(cap.grab() for _ in range(count))
+
+
+def show(frame: np.ndarray) -> bool:
+    """Show a frame in the preview window; False when the user pressed q."""
+    cv2.imshow(PREVIEW_WINDOW, frame)
+    return cv2.waitKey(1) & 0xFF != ord("q")
+
+
+def collect(
+    paths_or_images_dir: Paths | Path | str,
+    source: int | str | Path = 0,
+    count: int = 30,
+    interval: float = 0.5,
+    preview: bool | None = None,
+) -> list[Path]:
+    """Grab `count` frames `interval` seconds apart and save them as data/images/<uuid1>.jpg.
+
+    Args:
+        paths_or_images_dir: a `Paths` (frames go to its data/images) or the folder itself.
+        source: camera index (0, 1, "0"), video file or stream URL.
+        count: frames to save (the tutorial: 30 per run).
+        interval: seconds between frames (video time for a file, real time for a camera).
+        preview: show a window (q stops early); None: only when a display exists.
+
+    Returns:
+        The saved files, in order. Raises FaceTrackerError when the source does not open or stops
+        delivering frames (the frames saved so far are kept and counted in the message).
+    """
+    if count < 0 or interval < 0:
+        raise FaceTrackerError(f"count={count}, interval={interval}: both must be >= 0.")
+    images_dir = paths_or_images_dir.images if isinstance(paths_or_images_dir, Paths) else Path(paths_or_images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    parsed = parse_source(source)
+    show_window = want_preview(preview)
+    live = is_live(parsed)
+    cap = open_source(parsed)
+    saved: list[Path] = []
+    try:
+        skip = 0 if live else frame_step(cap, interval) - 1
+        for index in tqdm(range(count), desc=f"collect from {parsed}", unit="frame"):
+            if index and live:
+                time.sleep(interval)
+            if index and not live and not skip_frames(cap, skip):
+                raise stopped(parsed, saved, count, images_dir)
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                raise stopped(parsed, saved, count, images_dir)
+            saved.append(save_frame(frame, images_dir))
+            if show_window and not show(frame):
+                break
+    finally:
+        cap.release()
+        if show_window:
+            cv2.destroyAllWindows()
+    return saved
+
+
+def stopped(source: int | str, saved: list[Path], count: int, images_dir: Path) -> FaceTrackerError:
+    """The error for a source that stopped delivering frames (saying how many were saved)."""
+    done = f"stopped delivering frames after {len(saved)} of {count}; {len(saved)} saved in {images_dir}."
+    if is_live(source):
+        kind = "camera" if isinstance(source, int) else "stream"
+        return FaceTrackerError(f"{kind} {source} {done} Check the connection and that no other program uses it.")
+    return FaceTrackerError(f"video {source} {done} The video is too short: lower --count or --interval.")

@@ -1,0 +1,95 @@
+"""capture: frames from a real cv2.VideoCapture on a generated video file."""
+
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facetracker.capture import collect, open_source, parse_source, want_preview
+from facetracker.config import Paths
+from facetracker.errors import FaceTrackerError
+from facetracker.sample_data import write_sample_video
+
+
+def video_frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while (read := cap.read())[0]:
+        frames.append(read[1])
+    cap.release()
+    return frames
+
+
+def test_collect_takes_frames_interval_apart_in_video_time(tmp_path: Path, sample_video: Path) -> None:
+    saved = collect(Paths(tmp_path), source=str(sample_video), count=5, interval=0.2, preview=False)
+    assert [p.parent for p in saved] == [Paths(tmp_path).images] * 5
+    assert all(uuid.UUID(p.stem).version == 1 and p.suffix == ".jpg" for p in saved)
+    frames = video_frames(sample_video)  # 15 fps: 0.2 s apart is every 3rd frame
+    for k, path in enumerate(saved):
+        image = cv2.imread(str(path)).astype(int)
+        errors = [np.abs(image - frame).mean() for frame in frames[:15]]
+        assert int(np.argmin(errors)) == 3 * k
+
+
+def test_collect_accepts_a_folder_and_a_path_source(tmp_path: Path, sample_video: Path) -> None:
+    saved = collect(tmp_path / "frames", source=sample_video, count=3, interval=0, preview=False)
+    assert len(saved) == 3 == len(list((tmp_path / "frames").glob("*.jpg")))
+
+
+def test_source_that_ends_early_keeps_and_counts_frames(tmp_path: Path, sample_video: Path) -> None:
+    with pytest.raises(FaceTrackerError, match=r"after 4 of 10; 4 saved in .*frames"):
+        collect(tmp_path / "frames", source=sample_video, count=10, interval=0.5, preview=False)
+    assert len(list((tmp_path / "frames").glob("*.jpg"))) == 4  # 30 frames, one every 8: 0, 8, 16, 24
+
+
+def test_missing_file_and_camera_errors(tmp_path: Path) -> None:
+    with pytest.raises(FaceTrackerError, match="no such video file"):
+        collect(tmp_path, source=tmp_path / "nope.mp4", count=1, preview=False)
+    with pytest.raises(FaceTrackerError, match=r"cannot open camera 99: try --source 0, or a video file"):
+        open_source("99")
+    assert not (tmp_path / "nope.mp4").exists()
+
+
+def test_a_file_that_is_not_a_video(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    with pytest.raises(FaceTrackerError, match="cannot open video file .*notes.mp4"):
+        collect(tmp_path, source=fake, count=1, preview=False)
+
+
+def test_open_source_returns_an_open_capture(sample_video: Path) -> None:
+    cap = open_source(str(sample_video))
+    try:
+        ok, frame = cap.read()
+        assert ok and frame.shape == (480, 640, 3)
+    finally:
+        cap.release()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [(0, 0), ("0", 0), (" 1 ", 1), ("video.mp4", "video.mp4"), ("rtsp://cam/1", "rtsp://cam/1")]
+)
+def test_parse_source(given: object, expected: object) -> None:
+    assert parse_source(given) == expected
+
+
+def test_preview_needs_a_display(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_video: Path) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert want_preview(None) is False
+    with pytest.raises(FaceTrackerError, match="--preview needs a display"):
+        collect(tmp_path, source=sample_video, count=1, preview=True)
+    assert not list(tmp_path.rglob("*.jpg"))
+
+
+def test_bad_count_and_zero_count(tmp_path: Path, sample_video: Path) -> None:
+    with pytest.raises(FaceTrackerError, match="count=-1"):
+        collect(tmp_path, source=sample_video, count=-1)
+    assert collect(tmp_path, source=sample_video, count=0, preview=False) == []
+
+
+def test_short_avi_video(tmp_path: Path) -> None:
+    video = write_sample_video(tmp_path / "cam.avi", frames=5, fps=10)
+    assert len(collect(tmp_path / "out", source=video, count=5, interval=0.1, preview=False)) == 5

@@ -1,0 +1,143 @@
+"""split: copies into train/test/val that are deterministic, stable, re-runnable and leave raw data alone."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facetracker.annotations import check, prelabel_haar
+from facetracker.config import SPLITS, Paths
+from facetracker.errors import FaceTrackerError
+from facetracker.sample_data import make_sample_data
+from facetracker.split import split_dataset, target_counts
+
+
+def tiny_frames(paths: Paths, names: list[str], label_every: int = 2) -> None:
+    """Small real JPEGs, every `label_every`-th one with a label file."""
+    paths.images.mkdir(parents=True, exist_ok=True)
+    paths.labels.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        cv2.imwrite(str(paths.images / f"{name}.jpg"), np.full((8, 8, 3), i % 256, np.uint8))
+        if i % label_every == 0:
+            (paths.labels / f"{name}.json").write_text(json.dumps({"shapes": [], "name": name}))
+
+
+def assignment(result: dict[str, list[Path]]) -> dict[str, str]:
+    return {p.stem: split for split, images in result.items() for p in images}
+
+
+def names(count: int, start: int = 0) -> list[str]:
+    return [f"img{i:04d}" for i in range(start, start + count)]
+
+
+@pytest.mark.parametrize(("total", "counts"), [(90, [63, 14, 13]), (20, [14, 3, 3]), (1, [1, 0, 0]), (0, [0, 0, 0])])
+def test_target_counts(total: int, counts: list[int]) -> None:
+    assert target_counts(total, (0.7, 0.15, 0.15)) == counts
+
+
+def test_90_images_split_63_14_13_with_labels_following(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(90))
+    result = split_dataset(paths)
+    assert [len(result[s]) for s in SPLITS] == [63, 14, 13]
+    for split in SPLITS:
+        for image in result[split]:
+            assert image.read_bytes() == (paths.images / image.name).read_bytes()
+            raw_label = paths.labels / f"{image.stem}.json"
+            copy = paths.split_labels(split) / raw_label.name
+            assert copy.is_file() == raw_label.is_file()
+            assert not copy.is_file() or copy.read_bytes() == raw_label.read_bytes()
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_same_seed_same_split_other_seed_other_split(tmp_path: Path) -> None:
+    results = {}
+    for root, seed in (("a", 0), ("b", 0), ("c", 1)):
+        paths = Paths(tmp_path / root)
+        tiny_frames(paths, names(40))
+        results[root] = assignment(split_dataset(paths, seed=seed))
+    assert results["a"] == results["b"] != results["c"]
+
+
+def test_existing_images_keep_their_split_when_images_are_added(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(90))
+    first = assignment(split_dataset(paths))
+    tiny_frames(paths, names(10, start=90))
+    second = assignment(split_dataset(paths, seed=5))
+    assert {stem: second[stem] for stem in first} == first
+    assert [list(second.values()).count(s) for s in SPLITS] == [70, 15, 15]
+
+
+def test_rerun_is_idempotent_and_recopies_changed_labels(tmp_path: Path, file_hashes) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(20))
+    first = split_dataset(paths)
+    before = file_hashes(paths.data)
+    assert split_dataset(paths) == first and file_hashes(paths.data) == before
+    label = paths.labels / "img0000.json"
+    label.write_text('{"shapes": [], "edited": true}')
+    (paths.labels / "img0001.json").write_text('{"shapes": []}')  # a label added later
+    result = split_dataset(paths)
+    split = assignment(result)
+    assert (paths.split_labels(split["img0000"]) / label.name).read_text() == label.read_text()
+    assert (paths.split_labels(split["img0001"]) / "img0001.json").is_file()
+
+
+def test_image_in_two_splits_is_an_error_naming_both(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(10))
+    result = split_dataset(paths)
+    image = result["train"][0]
+    duplicate = paths.split_images("val") / image.name
+    duplicate.write_bytes(image.read_bytes())
+    with pytest.raises(FaceTrackerError, match="two splits") as caught:
+        split_dataset(paths)
+    assert str(image) in str(caught.value) and str(duplicate) in str(caught.value)
+
+
+def test_a_removed_raw_label_is_reported_not_deleted(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(10))
+    split = assignment(split_dataset(paths))
+    (paths.labels / "img0002.json").unlink()
+    copy = paths.split_labels(split["img0002"]) / "img0002.json"
+    with pytest.raises(FaceTrackerError, match="no label in") as caught:
+        split_dataset(paths)
+    assert str(copy) in str(caught.value) and copy.is_file()
+
+
+def test_hand_made_split_images_are_kept(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(6))
+    manual = paths.split_images("val") / "by-hand.jpg"
+    manual.parent.mkdir(parents=True)
+    manual.write_bytes((paths.images / "img0000.jpg").read_bytes())
+    result = split_dataset(paths)
+    assert manual in result["val"] and sum(len(v) for v in result.values()) == 7
+
+
+@pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.8, 0.3, 0.1), (1.2, -0.1, -0.1)])
+def test_bad_ratios(tmp_path: Path, ratios: tuple) -> None:
+    with pytest.raises(FaceTrackerError, match="--ratios"):
+        split_dataset(Paths(tmp_path), ratios=ratios)
+
+
+def test_nothing_to_split(tmp_path: Path) -> None:
+    with pytest.raises(FaceTrackerError, match="no images to split"):
+        split_dataset(Paths(tmp_path))
+
+
+def test_raw_data_untouched_by_the_whole_pipeline(sample_paths: Paths, file_hashes) -> None:
+    images, labels = file_hashes(sample_paths.images), file_hashes(sample_paths.labels)
+    make_sample_data(sample_paths, count=20, seed=0)
+    check(sample_paths)
+    split_dataset(sample_paths)
+    split_dataset(sample_paths)
+    written = prelabel_haar(sample_paths)  # may add proposals for the 3 frames without a face
+    assert file_hashes(sample_paths.images) == images
+    after = file_hashes(sample_paths.labels)
+    assert {k: after[k] for k in labels} == labels and len(after) == len(labels) + len(written)
+    assert sum(len(list(sample_paths.split_images(s).iterdir())) for s in SPLITS) == 20
