@@ -78,9 +78,20 @@ def gui_available() -> bool:
 
 def display_available() -> bool:
     """Whether a window can open: Windows, macOS, or an X11/Wayland display."""
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return False
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def can_open(source: int | str | Path) -> bool:
+    """Whether a camera, video file or URL opens (the notebook falls back to a sample video when not)."""
+    try:
+        open_source(source).release()
+    except FaceTrackerError:
+        return False
+    return True
 
 
 def want_preview(preview: bool | None) -> bool:

@@ -8,9 +8,6 @@ through a `tf.function` traced once (`predict()` is built for batches and is 2-3
 frame), or through the TFLite interpreter for an exported `.tflite` file.
 """
 
-import os
-import re
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -20,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facetracker.capture import open_source, parse_source, want_preview
 from facetracker.config import CLASS_NAME, IMAGE_SIZE
 from facetracker.dataset import center_square
 from facetracker.errors import FaceTrackerError
@@ -255,38 +253,6 @@ def draw_fps(frame: np.ndarray, fps: float) -> None:
     cv2.putText(frame, f"{fps:.1f} FPS", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2, cv2.LINE_AA)
 
 
-def can_display() -> bool:
-    """True when OpenCV was built with a GUI and a display is there to show a window."""
-    gui = re.search(r"GUI:\s*(\S+)", cv2.getBuildInformation())
-    if gui is None or gui.group(1).upper() == "NONE" or os.environ.get("QT_QPA_PLATFORM") == "offscreen":
-        return False
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
-
-def parse_source(source: int | str | Path) -> int | str:
-    """A camera index (an int or a string of digits), a URL, or an existing video file."""
-    if isinstance(source, int) or (isinstance(source, str) and source.isdigit()):
-        return int(source)
-    text = str(source)
-    if "://" in text:
-        return text
-    if not Path(text).is_file():
-        raise FaceTrackerError(f"video file {text} not found; pass a camera index (--source 0), a file or a URL.")
-    return text
-
-
-def open_source(source: int | str) -> cv2.VideoCapture:
-    """Open a camera, file or URL with OpenCV; a clear error when it cannot be opened."""
-    capture = cv2.VideoCapture(source)
-    if not capture.isOpened():
-        capture.release()
-        hint = "try another camera index (--source 1)" if isinstance(source, int) else "check the path or URL"
-        raise FaceTrackerError(f"cannot open video source {source!r}; {hint}.")
-    return capture
-
-
 def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
     """A video writer for `path` (.mp4 or .avi); a clear error when it cannot be created."""
     fourcc = VIDEO_FOURCC.get(path.suffix.lower())
@@ -335,7 +301,7 @@ def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.k
     """
     source = parse_source(source)
     detector = Detector.load(model, mode=mode).warm_up()
-    show = can_display() if display is None else display
+    show = want_preview(display)
     capture, writer = open_source(source), None
     frames, model_s, start = 0, 0.0, time.perf_counter()
     try:

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facetracker.capture import collect, open_source, parse_source, want_preview
+from facetracker.capture import can_open, collect, open_source, parse_source, want_preview
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.sample_data import write_sample_video
@@ -93,3 +93,9 @@ def test_bad_count_and_zero_count(tmp_path: Path, sample_video: Path) -> None:
 def test_short_avi_video(tmp_path: Path) -> None:
     video = write_sample_video(tmp_path / "cam.avi", frames=5, fps=10)
     assert len(collect(tmp_path / "out", source=video, count=5, interval=0.1, preview=False)) == 5
+
+
+def test_can_open_tells_a_working_source_from_a_missing_one(tmp_path: Path, sample_video: Path) -> None:
+    assert can_open(sample_video)
+    assert not can_open(tmp_path / "missing.mp4")
+    assert not can_open(99)

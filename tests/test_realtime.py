@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 
+from facetracker.capture import want_preview
 from facetracker.errors import FaceTrackerError
 from facetracker.realtime import (
     Detector,
     box_to_frame,
-    can_display,
     detect,
     frame_box_to_input,
     frame_geometry,
@@ -195,10 +195,10 @@ def test_detect_rejects_unknown_output_type(tmp_path, model_file):
 def test_no_display_without_a_screen(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    assert can_display() is False
+    assert want_preview(None) is False
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
-    assert can_display() is False
+    assert want_preview(None) is False
 
 
 class StubCapture:
