@@ -23,7 +23,7 @@ def _sample_data(args: argparse.Namespace, paths: Paths) -> None:
 def _collect(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.capture import collect
 
-    saved = collect(paths.images, source=args.source, count=args.count, interval=args.interval)
+    saved = collect(paths.images, source=args.source, count=args.count, interval=args.interval, preview=args.preview)
     print(f"saved {len(saved)} frames to {paths.images}")
 
 
@@ -40,7 +40,7 @@ def _annotate(args: argparse.Namespace, paths: Paths) -> None:
         written = prelabel_with_model(paths, model, threshold=args.threshold, class_name=args.cls)
         print(f"wrote {len(written)} model proposals to {paths.labels}")
     if not args.no_gui:
-        annotations.launch_labelme(paths)
+        annotations.launch_labelme(paths, class_name=args.cls)
 
 
 def _check(args: argparse.Namespace, paths: Paths) -> int:
@@ -77,11 +77,14 @@ def _train(args: argparse.Namespace, paths: Paths) -> None:
 
 
 def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.evaluate import evaluate
+    from facetracker.evaluate import evaluate, prediction_grid
 
-    report = evaluate(paths, args.model or paths.model, split=args.split, threshold=args.threshold,
-                      class_name=args.cls)
+    model = args.model or paths.model
+    report = evaluate(paths, model, split=args.split, threshold=args.threshold, class_name=args.cls)
     print(report.format())
+    if args.grid:
+        prediction_grid(paths, model, split=args.split, n=args.grid, threshold=args.threshold, class_name=args.cls)
+        print(f"prediction grid saved to {paths.logs / 'predictions.png'}")
 
 
 def _detect(args: argparse.Namespace, paths: Paths) -> None:
@@ -89,15 +92,19 @@ def _detect(args: argparse.Namespace, paths: Paths) -> None:
 
     summary = detect(source=args.source, model=args.model or paths.model, threshold=args.threshold,
                      output=args.output, display=False if args.no_display else None, class_name=args.cls,
-                     max_frames=args.max_frames)
+                     max_frames=args.max_frames, mode=args.mode)
     print(summary.format())
 
 
-def _export(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.export import export_model
+def _export(args: argparse.Namespace, paths: Paths) -> int:
+    from facetracker.export import check_export, export_model
 
-    out = export_model(args.model or paths.model, fmt=args.format, out_dir=args.out or paths.root / "export")
+    model = args.model or paths.model
+    out = export_model(model, fmt=args.format, out_dir=args.out or paths.root / "export")
     print(f"exported {args.format} model to {out}")
+    check = check_export(model, out)
+    print(check.format())
+    return 0 if check.ok else 1
 
 
 def _demo(args: argparse.Namespace, paths: Paths) -> None:
@@ -132,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--source", default="0", help="camera index, video file or URL (default: 0)")
     sub.add_argument("--count", type=int, default=30)
     sub.add_argument("--interval", type=float, default=0.5, help="seconds between frames")
+    sub.add_argument("--preview", action=argparse.BooleanOptionalAction, default=None,
+                     help="show the frames (default: when a display exists)")
 
     sub = step("annotate", _annotate, "draw boxes in labelme (data/images -> data/labels)")
     sub.add_argument("--prelabel", choices=["haar", "model"], help="first propose boxes for unlabelled images")
@@ -168,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", type=Path)
     sub.add_argument("--split", default="test", choices=list(config.SPLITS))
     sub.add_argument("--threshold", type=float, default=0.5)
+    sub.add_argument("--grid", type=int, default=12, metavar="N", help="draw N predictions (0: none)")
     _add_class(sub)
 
     sub = step("detect", _detect, "run the detector on a camera, video file or URL")
@@ -177,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", type=Path, help="write the annotated video here")
     sub.add_argument("--no-display", action="store_true")
     sub.add_argument("--max-frames", type=int)
+    sub.add_argument("--mode", choices=["crop", "letterbox"], default="crop",
+                     help="how a frame becomes the square input (default: centre crop)")
     _add_class(sub)
 
     sub = step("export", _export, "export the model as a SavedModel or TFLite file")
