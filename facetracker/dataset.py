@@ -1,0 +1,242 @@
+"""Load the augmented samples as tf.data pipelines (tutorial sections 6-7).
+
+The video lists the image files and the label files separately and zips them in sorted
+order, reading each JSON inside `tf.py_function`. That mispairs everything after one
+missing file and gives labels of unknown rank, which Keras 3 `fit` rejects. Here labels are
+read up front with plain `json`, paired with images by file stem (a missing partner is an
+error naming the file), and every element has static shapes:
+image [120, 120, 3] float32 in [0, 1], labels ([class], [x1, y1, x2, y2]).
+
+`make_frame_dataset` reads natural frames (data/<split>, labelme labels) the way the
+real-time path sees them: the centre square of the frame, resized to 120. `center_square`
+and `box_to_square` hold that geometry for reuse.
+"""
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from facetracker.annotations import Box, load_samples
+from facetracker.augment import MIN_VISIBILITY
+from facetracker.config import BATCH_SIZE, CLASS_NAME, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS, Paths
+from facetracker.errors import FaceTrackerError
+
+SHUFFLE_CAP = 10_000  # shuffle buffer = dataset size up to this many (paths, not decoded images)
+PREFETCH = 4  # batches, as in the video
+# Fixed parallelism with autotune off: in TF 2.21 autotune sometimes stalls the end of an iteration.
+PARALLEL_CALLS = os.cpu_count() or 1
+SHOW_THRESHOLD = 0.5
+
+
+def pipeline_options() -> tf.data.Options:
+    """tf.data options shared by our datasets: autotune off (see PARALLEL_CALLS)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
+def files_by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+    """{stem: path} of the files in a folder with one of the suffixes."""
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes}
+
+
+def unpaired_error(images_dir: Path, labels_dir: Path, no_label: list[Path], no_image: list[Path]) -> FaceTrackerError:
+    """The error for images without labels and labels without images."""
+    parts = [f"{len(files)} {what}: {', '.join(str(p) for p in files[:3])}{', ...' if len(files) > 3 else ''}"
+             for what, files in (("images without a label", no_label), ("labels without an image", no_image)) if files]
+    return FaceTrackerError(f"{images_dir} and {labels_dir} do not pair up by name ({'; '.join(parts)}); "
+                            "run `facetracker augment` again to complete them, or delete the unpaired files.")
+
+
+def read_label(path: Path) -> tuple[float, list[float]]:
+    """(class, bbox) of one augmented label file; a clear error when it is malformed."""
+    try:
+        data = json.loads(path.read_text())
+        cls, bbox = float(data["class"]), [float(v) for v in data["bbox"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        message = f"{path}: not an augmented label ({error}); run `facetracker augment --fresh`."
+        raise FaceTrackerError(message) from error
+    if cls not in (0.0, 1.0) or len(bbox) != 4 or not all(0.0 <= v <= 1.0 for v in bbox):
+        raise FaceTrackerError(f"{path}: class must be 0 or 1 and bbox four numbers in [0, 1]; "
+                               "run `facetracker augment --fresh`.")
+    return cls, bbox
+
+
+def load_labels(labels_dir: Path, images_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Augmented samples paired by file stem: (image paths, classes [N, 1], boxes [N, 4]) float32."""
+    for folder in (images_dir, labels_dir):
+        if not folder.is_dir():
+            raise FaceTrackerError(f"{folder}: folder not found; run `facetracker augment` first.")
+    images = files_by_stem(images_dir, IMAGE_EXTENSIONS)
+    labels = files_by_stem(labels_dir, (".json",))
+    if images.keys() != labels.keys():
+        raise unpaired_error(images_dir, labels_dir, [images[s] for s in sorted(images.keys() - labels.keys())],
+                             [labels[s] for s in sorted(labels.keys() - images.keys())])
+    if not images:
+        raise FaceTrackerError(f"{images_dir}: no samples; run `facetracker augment` first.")
+    stems = sorted(images)
+    pairs = [read_label(labels[s]) for s in stems]
+    classes = np.array([[c] for c, _ in pairs], dtype=np.float32)
+    boxes = np.array([b for _, b in pairs], dtype=np.float32)
+    return [str(images[s]) for s in stems], classes, boxes
+
+
+def decode_image(path: tf.Tensor) -> tf.Tensor:
+    """A JPEG/PNG file as a [H, W, 3] uint8 tensor."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+
+def to_network_input(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Resize to [image_size, image_size, 3] float32 in [0, 1] (bilinear, as the video)."""
+    image = tf.image.resize(image, (image_size, image_size)) / 255.0
+    return tf.ensure_shape(image, (image_size, image_size, 3))
+
+
+def finish(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Batch, prefetch and set our options."""
+    return dataset.batch(batch_size).prefetch(PREFETCH).with_options(pipeline_options())
+
+
+def make_dataset(images_dir: Path, labels_dir: Path, batch_size: int = BATCH_SIZE, shuffle: bool = True,
+                 image_size: int = IMAGE_SIZE, seed: int | None = None) -> tf.data.Dataset:
+    """Batches of (image [B, S, S, 3] float32 in [0, 1], (class [B, 1], box [B, 4])) from aug_data/<split>.
+
+    Shuffling happens on file names before decoding (a full-size buffer of names costs little;
+    one of decoded images would hold the whole split in memory), then one parallel map
+    decodes and resizes.
+    """
+    paths, classes, boxes = load_labels(labels_dir, images_dir)
+    dataset = tf.data.Dataset.from_tensor_slices((paths, classes, boxes))
+    if shuffle:
+        dataset = dataset.shuffle(min(len(paths), SHUFFLE_CAP), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(lambda path, cls, box: (to_network_input(decode_image(path), image_size), (cls, box)),
+                          num_parallel_calls=PARALLEL_CALLS)
+    return finish(dataset, batch_size)
+
+
+def center_square(width: int, height: int) -> tuple[int, int, int]:
+    """(x0, y0, side) of the centred square of a frame: 640x480 -> (80, 0, 480)."""
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def box_to_square(box_norm: Box, width: int, height: int, min_visibility: float = 0.0) -> Box | None:
+    """A box normalised to the frame, re-normalised to the frame's centre square and clipped.
+
+    Returns None (a negative) when no part of the box is inside the square, or less than
+    `min_visibility` of its area.
+    """
+    x0, y0, side = center_square(width, height)
+    x1, y1, x2, y2 = (box_norm[0] * width - x0, box_norm[1] * height - y0,
+                      box_norm[2] * width - x0, box_norm[3] * height - y0)
+    cx1, cy1, cx2, cy2 = (min(max(v, 0.0), float(side)) for v in (x1, y1, x2, y2))
+    visible = max(cx2 - cx1, 0.0) * max(cy2 - cy1, 0.0)
+    if visible <= 0.0 or visible < min_visibility * (x2 - x1) * (y2 - y1):
+        return None
+    return cx1 / side, cy1 / side, cx2 / side, cy2 / side
+
+
+def frame_labels(images_dir: Path, labels_dir: Path, class_name: str,
+                 min_visibility: float) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Frames with labelme labels: (paths, squares [N, 3] int32, classes [N, 1], boxes [N, 4])."""
+    samples = load_samples(images_dir, labels_dir, class_name)
+    if not samples:
+        raise FaceTrackerError(f"{images_dir}: no images found; run `facetracker split` first.")
+    squares, classes, boxes = [], [], []
+    for sample in samples:
+        box = box_to_square(sample.box, sample.width, sample.height, min_visibility) if sample.box else None
+        squares.append(center_square(sample.width, sample.height))
+        classes.append([0.0 if box is None else 1.0])
+        boxes.append((0.0, 0.0, 0.0, 0.0) if box is None else box)
+    return ([str(s.image) for s in samples], np.array(squares, dtype=np.int32),
+            np.array(classes, dtype=np.float32), np.array(boxes, dtype=np.float32))
+
+
+def make_frame_dataset(images_dir: Path, labels_dir: Path, class_name: str = CLASS_NAME,
+                       image_size: int = IMAGE_SIZE, batch_size: int = BATCH_SIZE,
+                       min_visibility: float = MIN_VISIBILITY) -> tf.data.Dataset:
+    """Batches of natural frames as the real-time path sees them (centre square, resized), in file order.
+
+    Images without a label, or whose box lies (mostly, see `min_visibility`, the same rule as
+    augmentation) outside the centre square, are negatives: class 0, box [0, 0, 0, 0].
+    """
+    paths, squares, classes, boxes = frame_labels(images_dir, labels_dir, class_name, min_visibility)
+
+    def load(path: tf.Tensor, square: tf.Tensor, cls: tf.Tensor, box: tf.Tensor):
+        image = tf.image.crop_to_bounding_box(decode_image(path), square[1], square[0], square[2], square[2])
+        return to_network_input(image, image_size), (cls, box)
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, squares, classes, boxes))
+    return finish(dataset.map(load, num_parallel_calls=PARALLEL_CALLS), batch_size)
+
+
+def datasets(paths: Paths, batch_size: int = BATCH_SIZE, image_size: int = IMAGE_SIZE,
+             seed: int | None = None) -> dict[str, tf.data.Dataset]:
+    """Shuffled batches of aug_data/<split> for train, test and val (as the video)."""
+    return {split: make_dataset(paths.aug_images(split), paths.aug_labels(split), batch_size, True, image_size, seed)
+            for split in SPLITS}
+
+
+def split_labels(labels_or_boxes) -> tuple[np.ndarray | None, np.ndarray]:
+    """(classes [N] or None, boxes [N, 4]) from a (classes, boxes) pair or a boxes array."""
+    if isinstance(labels_or_boxes, tuple | list) and len(labels_or_boxes) == 2:
+        classes, boxes = labels_or_boxes
+        return np.asarray(classes, dtype=np.float32).reshape(-1), np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    return None, np.asarray(labels_or_boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def draw_box(ax, box: np.ndarray, width: int, height: int, color: str, text: str | None = None) -> None:
+    """One normalised box on an axis, with an optional caption above it."""
+    x1, y1, x2, y2 = (float(v) for v in box * np.array([width, height, width, height]))
+    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2))
+    if text:
+        ax.text(x1, y1, text, color="white", fontsize=8, va="bottom", bbox={"facecolor": color, "pad": 1, "lw": 0})
+
+
+def plot_samples(images, labels_or_boxes, scores=None, ncols: int = 4, truth=None,
+                 threshold: float = SHOW_THRESHOLD, class_name: str = CLASS_NAME) -> Figure:
+    """A grid of images with their boxes (normalised x1, y1, x2, y2).
+
+    Args:
+        images: [N, H, W, 3] floats in [0, 1] or uint8 (read-only arrays are fine: nothing is drawn into them).
+        labels_or_boxes: ground truth as (classes [N, 1], boxes [N, 4]), drawn in green where class is 1;
+            or boxes [N, 4], drawn in blue, where `scores` (if given) exceed `threshold`.
+        scores: predicted class scores [N] or [N, 1], written on the boxes.
+        ncols: images per row.
+        truth: optional ground truth (classes, boxes) drawn in green under predicted boxes.
+        threshold: smallest score whose box is drawn (the video: 0.9 for the test grid).
+        class_name: caption of ground-truth boxes.
+
+    Returns:
+        A matplotlib Figure (shown by Jupyter when it is a cell's last value).
+    """
+    images = np.asarray(images)
+    classes, boxes = split_labels(labels_or_boxes)
+    true_classes, true_boxes = split_labels(truth) if truth is not None else (None, None)
+    score_list = None if scores is None else np.asarray(scores, dtype=np.float32).reshape(-1)
+    nrows = max(1, -(-len(images) // ncols))
+    figure = Figure(figsize=(3 * ncols, 3 * nrows))
+    axes = figure.subplots(nrows, ncols, squeeze=False).reshape(-1)
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        height, width = images[i].shape[:2]
+        ax.imshow(images[i])
+        if true_boxes is not None and true_classes[i] > 0.5:
+            draw_box(ax, true_boxes[i], width, height, "limegreen")
+        if classes is not None:
+            if classes[i] > 0.5:
+                draw_box(ax, boxes[i], width, height, "limegreen", class_name)
+        elif score_list is None:
+            draw_box(ax, boxes[i], width, height, "royalblue")
+        elif score_list[i] > threshold:
+            draw_box(ax, boxes[i], width, height, "royalblue", f"{score_list[i]:.2f}")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,250 @@
+"""Tests for facetracker.augment: real frames and labelme files in tmp_path, no mocks."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+
+from facetracker.annotations import write_labelme
+from facetracker.augment import (
+    TMP_SUFFIX,
+    augment_dataset,
+    augment_image,
+    augment_split,
+    build_transform,
+)
+from facetracker.config import CROP_SIZE, SPLITS, Paths
+from facetracker.errors import FaceTrackerError
+
+TOLERANCE_PX = 3
+# The documented rule (augment.MIN_VISIBILITY, augment.MIN_BOX_PX), restated so a change to it shows here.
+MIN_VISIBILITY = 0.3
+MIN_BOX_PX = 20
+
+
+def write_frame(images: Path, labels: Path, name: str, size=(640, 480), rect=(300, 100, 400, 200),
+                label: bool = True, gray: bool = False) -> Path:
+    """A black frame with one white rectangle (the 'face'), and its labelme file."""
+    width, height = size
+    image = np.zeros((height, width) if gray else (height, width, 3), dtype=np.uint8)
+    x1, y1, x2, y2 = rect
+    image[y1:y2, x1:x2] = 255
+    images.mkdir(parents=True, exist_ok=True)
+    path = images / name
+    assert cv2.imwrite(str(path), image)
+    if label:  # labelme 6 keeps click order: give the corners bottom-right first
+        write_labelme(labels / f"{path.stem}.json", path, (x2, y2, x1, y1), width, height)
+    return path
+
+
+def bright_region(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box (x1, y1, x2, y2) in px of the bright pixels; None when there are none."""
+    gray = image.mean(axis=2)
+    if gray.max() - gray.min() < 60:
+        return None
+    ys, xs = np.nonzero(gray > (gray.max() + gray.min()) / 2)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def read_outputs(out_images: Path, out_labels: Path) -> list[tuple[np.ndarray, dict]]:
+    """Every augmented sample as (image, label dict), in name order."""
+    labels = sorted(out_labels.glob("*.json"))
+    return [(cv2.imread(str(out_images / f"{p.stem}.jpg")), json.loads(p.read_text())) for p in labels]
+
+
+def check_boxes_follow_object(outputs: list[tuple[np.ndarray, dict]], object_area_px: float) -> Counter:
+    """Assert each written label matches the white rectangle in its image; count positives and negatives."""
+    counts: Counter = Counter()
+    for image, label in outputs:
+        assert image.shape == (CROP_SIZE, CROP_SIZE, 3)
+        region = bright_region(image)
+        if label["class"] == 1:
+            box_px = np.array(label["bbox"]) * CROP_SIZE
+            assert region is not None
+            np.testing.assert_allclose(box_px, region, atol=TOLERANCE_PX)
+            w, h = region[2] - region[0], region[3] - region[1]  # enough of the face, not a sliver
+            assert (w + TOLERANCE_PX) * (h + TOLERANCE_PX) >= MIN_VISIBILITY * object_area_px
+            assert min(w, h) >= MIN_BOX_PX - TOLERANCE_PX
+            counts["positive"] += 1
+        else:
+            assert label["bbox"] == [0, 0, 0, 0]
+            if region is not None:  # a sliver: too little of the face, or too thin
+                w, h = region[2] - region[0], region[3] - region[1]
+                assert w * h < MIN_VISIBILITY * object_area_px + 100 or min(w, h) < MIN_BOX_PX + TOLERANCE_PX
+                counts["sliver"] += 1
+            counts["negative"] += 1
+    return counts
+
+
+def split_dirs(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    return tmp_path / "images", tmp_path / "labels", tmp_path / "aug" / "images", tmp_path / "aug" / "labels"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_boxes_stay_on_the_object(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "frame.jpg")
+    summary = augment_split(images, labels, out_images, out_labels, per_image=40, workers=1, progress=False)
+    assert (summary.written, summary.skipped, summary.failed) == (40, 0, [])
+    outputs = read_outputs(out_images, out_labels)
+    counts = check_boxes_follow_object(outputs, 100 * 100)
+    assert counts["positive"] == 40  # the object is always wholly inside a 450 crop of this frame
+    boxes = {tuple(np.round(np.array(label["bbox"]) * CROP_SIZE)) for _, label in outputs}
+    assert len(boxes) > 30  # crops and flips move the box
+    assert {label["image"] for _, label in outputs} == {"frame.jpg"}
+
+
+def test_object_near_the_edge_becomes_negative_when_mostly_cut(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "edge.jpg", rect=(0, 150, 100, 250))
+    augment_split(images, labels, out_images, out_labels, per_image=80, workers=1, progress=False)
+    counts = check_boxes_follow_object(read_outputs(out_images, out_labels), 100 * 100)
+    assert counts["positive"] > 5 and counts["negative"] > 5 and counts["sliver"] > 0
+
+
+@pytest.mark.parametrize(("side", "cls"), [(MIN_BOX_PX - 6, 0), (MIN_BOX_PX + 6, 1)])
+def test_objects_under_the_minimum_size_are_negatives(tmp_path, side, cls):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "small_face.jpg", rect=(320, 200, 320 + side, 200 + side))
+    augment_split(images, labels, out_images, out_labels, per_image=5, workers=1, progress=False)
+    assert [label["class"] for _, label in read_outputs(out_images, out_labels)] == [cls] * 5
+
+
+def test_flips_are_independent_and_move_the_box():
+    ramp = np.add.outer(np.linspace(0, 127, 480), np.linspace(0, 127, 640)).astype(np.uint8)
+    image = np.repeat(ramp[:, :, None], 3, axis=2)
+    box = (300 / 640, 100 / 480, 400 / 640, 200 / 480)
+    transform = build_transform()
+    combos: Counter = Counter()
+    for seed in range(120):
+        out, bbox, cls = augment_image(image, box, transform, seed)
+        gray = out.mean(axis=2)
+        h_flip, v_flip = gray[:, 0].mean() > gray[:, -1].mean(), gray[0].mean() > gray[-1].mean()
+        combos[h_flip, v_flip] += 1
+        assert cls == 1
+        # the object's top is 100 px below the frame's top; the crop starts 0-30 px down
+        top = bbox[1] * CROP_SIZE
+        assert CROP_SIZE - 200 - 1 <= top <= CROP_SIZE - 170 + 1 if v_flip else 70 - 1 <= top <= 100 + 1
+    # albumentations 2.0.8's Compose(seed=...) would give only (False, False) and (True, True)
+    assert all(combos[c] >= 15 for c in [(False, False), (False, True), (True, False), (True, True)]), combos
+
+
+def test_exact_flip_geometry_with_own_transform():
+    params = A.BboxParams(format="albumentations", label_fields=["class_labels"])
+    transform = A.Compose([A.HorizontalFlip(p=1), A.VerticalFlip(p=1)], bbox_params=params)
+    image = np.zeros((480, 640, 3), dtype=np.uint8)
+    _, bbox, cls = augment_image(image, (0.1, 0.2, 0.3, 0.5), transform, seed=1)
+    assert cls == 1
+    np.testing.assert_allclose(bbox, (0.7, 0.5, 0.9, 0.8), atol=1e-6)
+
+
+def test_negatives_and_odd_images(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "empty.jpg", rect=(0, 0, 0, 0), label=False)
+    write_frame(images, labels, "small.jpg", size=(320, 240), rect=(100, 60, 180, 140))
+    write_frame(images, labels, "wide.png", size=(1280, 720), rect=(600, 300, 760, 460), gray=True)
+    write_frame(images, labels, "odd.jpg", size=(457, 451), rect=(10, 20, 90, 110))
+    summary = augment_split(images, labels, out_images, out_labels, per_image=12, workers=1, progress=False)
+    assert (summary.written, summary.failed) == (48, [])
+    outputs = read_outputs(out_images, out_labels)
+    empty = [label for _, label in outputs if label["image"] == "empty.jpg"]
+    assert len(empty) == 12 and all(label == {"image": "empty.jpg", "bbox": [0, 0, 0, 0], "class": 0}
+                                     for label in empty)
+    small = [o for o in outputs if o[1]["image"] == "small.jpg"]
+    assert check_boxes_follow_object(small, (80 * 2) ** 2)["positive"] == 12  # enlarged 2x to 640x480
+    wide = [o for o in outputs if o[1]["image"] == "wide.png"]
+    assert check_boxes_follow_object(wide, (160 * 480 / 720) ** 2)["positive"] == 12  # shrunk to 853x480
+    odd = [o for o in outputs if o[1]["image"] == "odd.jpg"]
+    check_boxes_follow_object(odd, (80 * 480 / 451) * (90 * 480 / 451))
+
+
+def test_interrupted_run_completes_without_duplicates(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "a.jpg")
+    write_frame(images, labels, "b.jpg", label=False)
+    augment_split(images, labels, out_images, out_labels, per_image=6, workers=1, progress=False)
+    complete = snapshot(out_images) | snapshot(out_labels)
+    (out_labels / "a.2.json").unlink()  # killed between the image and its JSON
+    (out_images / "b.4.jpg").unlink()  # an image lost, its JSON left
+    (out_labels / "b.5.json").unlink()
+    (out_images / "b.5.jpg").unlink()
+    (out_images / f"a.3.jpg{TMP_SUFFIX}").write_bytes(b"partial")  # killed while writing
+    summary = augment_split(images, labels, out_images, out_labels, per_image=6, workers=1, progress=False)
+    assert (summary.written, summary.skipped, summary.failed) == (3, 9, [])
+    assert snapshot(out_images) | snapshot(out_labels) == complete  # same names, same bytes, no .tmp
+    assert sorted(p.name for p in images.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
+    images, labels, _, _ = split_dirs(tmp_path)
+    write_frame(images, labels, "a.jpg")
+    write_frame(images, labels, "b.jpg", rect=(0, 150, 100, 250))
+    write_frame(images, labels, "c.jpg", label=False)
+    runs = {}
+    for name, workers, seed in (("one", 1, 7), ("two", 2, 7), ("other", 1, 8)):
+        out = tmp_path / name
+        summary = augment_split(images, labels, out / "images", out / "labels", per_image=4, workers=workers,
+                                seed=seed, progress=False)
+        assert summary.written == 12
+        runs[name] = snapshot(out / "images") | snapshot(out / "labels")
+    assert runs["one"] == runs["two"]
+    assert runs["one"].keys() == runs["other"].keys() and runs["one"] != runs["other"]
+
+
+def test_failures_are_listed_and_user_transform_runs_in_workers(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "big.jpg")
+    write_frame(images, labels, "tiny.jpg", size=(320, 240), rect=(10, 10, 50, 50))
+    params = A.BboxParams(format="albumentations", label_fields=["class_labels"])
+    strict_crop = A.Compose([A.RandomCrop(450, 450), A.HorizontalFlip(p=0.5)], bbox_params=params)
+    summary = augment_split(images, labels, out_images, out_labels, per_image=3, workers=2,
+                            transform=strict_crop, progress=False)
+    assert summary.written == 3
+    assert len(summary.failed) == 1 and summary.failed[0][0].endswith("tiny.jpg")
+    assert "CropSizeError" in summary.failed[0][1]
+    assert sorted(p.name for p in out_labels.iterdir()) == ["big.0.json", "big.1.json", "big.2.json"]
+
+
+def test_unusable_transforms_are_refused(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "a.jpg")
+    params = A.BboxParams(format="albumentations", label_fields=["class_labels"])
+    unpicklable = A.Compose([A.Lambda(image=lambda img, **_: img)], bbox_params=params)
+    with pytest.raises(FaceTrackerError, match="worker processes"):
+        augment_split(images, labels, out_images, out_labels, per_image=1, workers=2, transform=unpicklable)
+    with pytest.raises(FaceTrackerError, match="bbox_params"):
+        augment_split(images, labels, out_images, out_labels, per_image=1, workers=1,
+                      transform=A.Compose([A.HorizontalFlip()]))
+    with pytest.raises(FaceTrackerError, match="no images"):
+        augment_split(tmp_path / "none", labels, out_images, out_labels)
+
+
+def test_stale_outputs_are_reported_and_fresh_removes_them(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "a.jpg")
+    augment_split(images, labels, out_images, out_labels, per_image=4, workers=1, progress=False)
+    summary = augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, progress=False)
+    assert summary.skipped == 2 and any("4 files" in w for w in summary.warnings)
+    summary = augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, fresh=True,
+                            progress=False)
+    assert summary.written == 2 and not summary.warnings
+    assert sorted(p.name for p in out_labels.iterdir()) == ["a.0.json", "a.1.json"]
+
+
+def test_augment_dataset_fills_every_split_and_leaves_data_alone(tmp_path):
+    paths = Paths(tmp_path)
+    for split in SPLITS:
+        write_frame(paths.split_images(split), paths.split_labels(split), f"{split}.jpg")
+    before = {p: p.read_bytes() for p in sorted(paths.data.rglob("*")) if p.is_file()}
+    summaries = augment_dataset(paths, per_image=2, workers=1, progress=False)
+    assert {split: s.written for split, s in summaries.items()} == dict.fromkeys(SPLITS, 2)
+    for split in SPLITS:
+        assert sorted(p.name for p in paths.aug_images(split).iterdir()) == [f"{split}.0.jpg", f"{split}.1.jpg"]
+    assert {p: p.read_bytes() for p in sorted(paths.data.rglob("*")) if p.is_file()} == before
