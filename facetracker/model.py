@@ -1,0 +1,178 @@
+"""Step 8 of the tutorial: the two-head detector.
+
+A backbone turns a 120x120 RGB image into feature maps; two heads read them:
+GlobalMaxPooling2D -> Dense(head_units, relu) -> Dense(1, sigmoid) gives the face score and
+GlobalMaxPooling2D -> Dense(head_units, relu) -> Dense(4, sigmoid) the box (x1, y1, x2, y2 in [0, 1]).
+
+The model takes images as the dataset yields them: RGB floats in [0, 1]. Each backbone's own
+input scaling happens inside the model with layers that save and load in safe mode:
+- vgg16 (caffe style): Rescaling(255) then Normalization with the ImageNet channel means and
+  variance 1. Caffe weights expect BGR; instead of a channel-reversal layer we reverse the input
+  channels of the first convolution's kernel once, when ImageNet weights are loaded, so the
+  model reads RGB and computes exactly what `vgg16.preprocess_input(255 * x)` would feed VGG16.
+- mobilenetv2: Rescaling(2, offset=-1) to [-1, 1].
+- small (a plain CNN trained from scratch): the [0, 1] input as it is.
+None of these layers adds parameters: the default model has the tutorial's 16,826,181.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from facetracker.config import IMAGE_SIZE
+from facetracker.errors import FaceTrackerError
+
+BACKBONES = ("vgg16", "mobilenetv2", "small")
+HEAD_UNITS = 2048
+MOBILENET_ALPHA = 0.35
+SMALL_CHANNELS = (16, 32, 64, 128, 192)
+SMALL_TOP_CHANNELS = 256
+BN_MOMENTUM = 0.9
+
+# ImageNet channel means (RGB order) of the caffe preprocessing used by VGG16.
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+
+KERAS_APPS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+IMAGENET_FILES = {
+    "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16/", "6d6bbae143d832006294945121d1f1fc"),
+    "mobilenetv2": (f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{MOBILENET_ALPHA}_224_no_top.h5",
+                    "mobilenet_v2/", None),
+}
+
+
+def build_model(backbone: str = "vgg16", input_size: int = IMAGE_SIZE, weights: str | Path = "imagenet",
+                head_units: int = HEAD_UNITS) -> keras.Model:
+    """Build the two-head detector.
+
+    Args:
+        backbone: "vgg16" (the tutorial), "mobilenetv2" (alpha 0.35) or "small" (a plain CNN for CPUs).
+        input_size: side of the square input in pixels (120 in the tutorial).
+        weights: "imagenet", "none", the path of a backbone .h5 as keras.applications distributes it,
+            or the path of a whole-model .weights.h5 saved by `model.save_weights`.
+        head_units: width of the Dense layer in each head (2048 in the tutorial).
+
+    Returns:
+        A functional model: images [N, S, S, 3] in [0, 1] -> [score [N, 1], box [N, 4]] (outputs named
+        "score" and "box"; a list, as in the tutorial: `classes, coords = model(images)`).
+    """
+    if backbone not in BACKBONES:
+        raise FaceTrackerError(f"--backbone {backbone!r} is unknown: choose one of {', '.join(BACKBONES)}")
+    kind, path = _weights_kind(backbone, weights)
+    backbone_file = _imagenet_file(backbone) if kind == "imagenet" else path if kind == "backbone" else None
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    features = _backbone(backbone, input_size, backbone_file)(_preprocess(backbone, inputs))
+    score = _head(features, head_units, 1, "score")
+    box = _head(features, head_units, 4, "box")
+    model = keras.Model(inputs, [score, box], name=f"facetracker_{backbone}")
+    if kind == "model":
+        _load_model_weights(model, path)
+    return model
+
+
+def predict_fn(model: keras.Model) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """A compiled per-frame predictor: `fn(images)` -> (score, box); much faster than `model.predict` per frame."""
+    size = model.input_shape[1:]
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *size), tf.float32)], reduce_retracing=True)
+    def predict(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        score, box = model(images, training=False)
+        return score, box
+
+    return predict
+
+
+def _weights_kind(backbone: str, weights: str | Path) -> tuple[str, Path | None]:
+    """Classify `weights` as ("imagenet"|"none"|"backbone"|"model", path)."""
+    if str(weights).lower() in ("imagenet", "none"):
+        kind = str(weights).lower()
+        if kind == "imagenet" and backbone not in IMAGENET_FILES:
+            raise FaceTrackerError(f"--backbone {backbone} has no ImageNet weights: use --weights none "
+                                   "(it trains from scratch) or a .weights.h5 file saved from this model")
+        return kind, None
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FaceTrackerError(f"--weights {path}: no such file; pass imagenet, none, or the path of a weights file")
+    if path.name.endswith(".weights.h5"):
+        return "model", path
+    if path.suffix == ".h5" and backbone in IMAGENET_FILES:
+        return "backbone", path
+    raise FaceTrackerError(f"--weights {path}: expected a backbone .h5 from keras.applications (vgg16, mobilenetv2) "
+                           "or a whole-model .weights.h5")
+
+
+def _imagenet_file(backbone: str) -> Path:
+    """Fetch (or find in ~/.keras/models) the ImageNet backbone weights; explain the fix when offline."""
+    name, folder, file_hash = IMAGENET_FILES[backbone]
+    try:
+        return Path(keras.utils.get_file(name, KERAS_APPS_URL + folder + name, cache_subdir="models",
+                                         file_hash=file_hash))
+    except Exception as error:  # get_file raises a bare Exception when the URL cannot be fetched
+        raise FaceTrackerError(
+            f"could not download the ImageNet weights of {backbone} ({error}). Copy {name} into ~/.keras/models/ "
+            "or pass --weights PATH, or --weights none to train from scratch") from error
+
+
+def _preprocess(backbone: str, images: keras.KerasTensor) -> keras.KerasTensor:
+    """Map [0, 1] RGB images to what the backbone expects."""
+    if backbone == "vgg16":
+        scaled = keras.layers.Rescaling(255.0, name="to_0_255")(images)
+        return keras.layers.Normalization(mean=CAFFE_MEAN_RGB, variance=(1.0, 1.0, 1.0), name="caffe_mean")(scaled)
+    if backbone == "mobilenetv2":
+        return keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(images)
+    return images
+
+
+def _backbone(backbone: str, size: int, weights_file: Path | None) -> keras.Model:
+    """The feature extractor, with backbone weights loaded from `weights_file` when given."""
+    shape = (size, size, 3)
+    weights = None if weights_file is None else str(weights_file)
+    try:
+        if backbone == "vgg16":
+            model = keras.applications.VGG16(include_top=False, weights=weights, input_shape=shape)
+            if weights is not None:
+                _kernel_bgr_to_rgb(model.get_layer("block1_conv1"))
+            return model
+        if backbone == "mobilenetv2":
+            return keras.applications.MobileNetV2(include_top=False, weights=weights, input_shape=shape,
+                                                  alpha=MOBILENET_ALPHA)
+    except ValueError as error:
+        raise FaceTrackerError(f"--weights {weights_file}: does not fit the {backbone} backbone ({error})") from error
+    return small_cnn(shape)
+
+
+def _kernel_bgr_to_rgb(conv: keras.layers.Conv2D) -> None:
+    """Reverse the input channels of a caffe (BGR) first convolution so it reads RGB."""
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel[:, :, ::-1, :], bias])
+
+
+def small_cnn(shape: tuple[int, int, int]) -> keras.Model:
+    """Five conv-BN-ReLU-maxpool blocks (16 -> 192 channels) and a 256-channel conv that sees the whole input."""
+    sync = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    inputs = keras.Input(shape)
+    x = inputs
+    for i, channels in enumerate((*SMALL_CHANNELS, SMALL_TOP_CHANNELS), start=1):
+        x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync, name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        if i <= len(SMALL_CHANNELS):
+            x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    return keras.Model(inputs, x, name="small")
+
+
+def _head(features: keras.KerasTensor, units: int, outputs: int, name: str) -> keras.KerasTensor:
+    """GlobalMaxPooling2D -> Dense(units, relu) -> Dense(outputs, sigmoid)."""
+    x = keras.layers.GlobalMaxPooling2D(name=f"{name}_pool")(features)
+    x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
+    return keras.layers.Dense(outputs, activation="sigmoid", name=name)(x)
+
+
+def _load_model_weights(model: keras.Model, path: Path) -> None:
+    """Load a whole-model .weights.h5, explaining a mismatch."""
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError) as error:
+        raise FaceTrackerError(f"--weights {path}: does not match this model (backbone, input size, head units "
+                               f"must be those it was saved with): {error}") from error

@@ -1,0 +1,114 @@
+"""Tests for facetracker.model: the tutorial's architecture, preprocessing, weights and saving."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from facetracker.errors import FaceTrackerError
+from facetracker.model import build_model, predict_fn
+
+SIZE = 32  # the smallest input VGG16 and MobileNetV2 accept: quick to build and run
+
+
+def images(n: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, SIZE, SIZE, 3), dtype=np.float32)
+
+
+def test_default_model_is_the_tutorials() -> None:
+    model = build_model(weights="none")
+    assert model.count_params() == 16_826_181
+    assert model.get_layer("vgg16").count_params() == 14_714_688
+    assert model.input_shape == (None, 120, 120, 3)
+    assert model.output_names == ["score", "box"]
+    assert [tuple(o.shape) for o in model.outputs] == [(None, 1), (None, 4)]
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "mobilenetv2", "small"])
+def test_outputs_are_sigmoid_scores_and_boxes(backbone: str) -> None:
+    score, box = build_model(backbone, SIZE, "none", head_units=8)(images())
+    assert score.shape == (4, 1) and box.shape == (4, 4)
+    assert np.all((np.asarray(box) >= 0) & (np.asarray(box) <= 1))
+
+
+def test_small_backbone_has_about_a_million_parameters() -> None:
+    assert 0.9e6 < build_model("small", 120, "none", head_units=512).count_params() < 1.1e6
+
+
+def test_vgg16_preprocessing_matches_keras_preprocess_input(tmp_path: Path) -> None:
+    """Our in-model scaling + RGB-ordered first kernel == keras' caffe preprocess_input on a BGR VGG16."""
+    reference = keras.applications.VGG16(include_top=False, weights=None, input_shape=(SIZE, SIZE, 3))
+    path = tmp_path / "vgg16_notop.h5"  # the legacy layout keras.applications distributes
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    model = build_model("vgg16", SIZE, path, head_units=8)
+    x = images(2)
+    ours = model.get_layer("vgg16")(model.get_layer("caffe_mean")(model.get_layer("to_0_255")(x)))
+    theirs = reference(keras.applications.vgg16.preprocess_input(x * 255.0))
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-5)
+    # The check can fail: without the channel flip (RGB into the BGR kernel) the features differ.
+    unflipped = reference(x * 255.0 - np.array([123.68, 116.779, 103.939], np.float32))
+    assert np.abs(np.asarray(unflipped) - np.asarray(theirs)).max() > 1e-2
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "small"])
+def test_saved_model_loads_in_safe_mode_with_identical_predictions(tmp_path: Path, backbone: str) -> None:
+    model = build_model(backbone, SIZE, "none", head_units=8)
+    model.save(tmp_path / "facetracker.keras")
+    loaded = keras.saving.load_model(tmp_path / "facetracker.keras", safe_mode=True)
+    x = images()
+    for a, b in zip(model(x), loaded(x), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_whole_model_weights_file_loads(tmp_path: Path) -> None:
+    model = build_model("small", SIZE, "none", head_units=8)
+    rng = np.random.default_rng(0)  # move every weight, BatchNorm statistics included, off its initial value
+    model.set_weights([w + rng.random(w.shape, dtype=np.float32) for w in model.get_weights()])
+    model.save_weights(tmp_path / "model.weights.h5")
+    again = build_model("small", SIZE, tmp_path / "model.weights.h5", head_units=8)
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FaceTrackerError, match="does not match"):
+        build_model("small", SIZE, tmp_path / "model.weights.h5", head_units=16)
+
+
+def test_predict_fn_matches_the_model() -> None:
+    model = build_model("small", SIZE, "none", head_units=8)
+    fn = predict_fn(model)
+    x = images(1)
+    for a, b in zip(fn(x), model(x), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"backbone": "resnet"}, "vgg16, mobilenetv2, small"),
+    ({"backbone": "small", "weights": "imagenet"}, "--weights none"),
+    ({"weights": "missing.h5"}, "no such file"),
+])
+def test_bad_arguments_name_the_fix(kwargs: dict, message: str) -> None:
+    with pytest.raises(FaceTrackerError, match=message):
+        build_model(input_size=SIZE, **kwargs)
+
+
+def test_offline_imagenet_says_how_to_supply_the_weights(tmp_path: Path) -> None:
+    """A failed download (empty KERAS_HOME, an unreachable URL) ends in our message, fast."""
+    script = (
+        "import facetracker.model as m\n"
+        "m.KERAS_APPS_URL = 'http://127.0.0.1:9/'\n"
+        "try:\n"
+        "    m.build_model('vgg16', 32)\n"
+        "except m.FaceTrackerError as e:\n"
+        "    print(e)\n"
+    )
+    env = {**os.environ, "KERAS_HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert "copy vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models/" in out.stdout.lower()
+    assert "--weights PATH" in out.stdout and "--weights none" in out.stdout

@@ -1,0 +1,248 @@
+"""Tests for facetracker.train: real small models trained for real steps on synthetic images."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from facetracker.config import Paths
+from facetracker.errors import FaceTrackerError
+from facetracker.train import PRESETS, build_tracker, make_strategy, resolve_preset, train
+
+SIZE = 32
+
+
+def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dark noisy images; half show a bright square whose box is the label."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 0.3, (n, SIZE, SIZE, 3)).astype(np.float32)
+    classes = (np.arange(n) % 2).astype(np.float32)[:, None]
+    boxes = np.zeros((n, 4), np.float32)
+    for i in np.flatnonzero(classes[:, 0]):
+        w = rng.integers(SIZE // 4, SIZE // 2)
+        x, y = rng.integers(0, SIZE - w, 2)
+        images[i, y:y + w, x:x + w] = rng.uniform(0.8, 1.0)
+        boxes[i] = np.array([x, y, x + w, y + w]) / SIZE
+    return images, classes, boxes
+
+
+def dataset(n: int, seed: int = 0, batch: int = 8) -> tf.data.Dataset:
+    images, classes, boxes = synthetic(n, seed)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # FACTS: autotune can stall the end of short epochs
+    return tf.data.Dataset.from_tensor_slices((images, (classes, boxes))).batch(batch).with_options(options)
+
+
+QUICK = {"preset": "quick", "head_units": 16, "verbose": 0}
+
+
+def test_presets_resolve() -> None:
+    tutorial = resolve_preset("tutorial")
+    assert (tutorial.backbone, tutorial.weights, tutorial.epochs, tutorial.batch_size) == ("vgg16", "imagenet", 10, 8)
+    assert (tutorial.learning_rate, tutorial.head_units) == (1e-4, 2048)
+    assert resolve_preset(None) == tutorial
+    quick = resolve_preset("quick", epochs=3, weights=None)
+    assert (quick.backbone, quick.weights, quick.epochs, quick.learning_rate) == ("small", "none", 3, 1e-3)
+
+
+def test_unknown_preset_or_setting_lists_the_names() -> None:
+    with pytest.raises(FaceTrackerError, match="tutorial, quick"):
+        resolve_preset("fast")
+    with pytest.raises(FaceTrackerError, match="epoch.*known are"):
+        resolve_preset("quick", epoch=3)
+    assert set(PRESETS) == {"tutorial", "quick"}
+
+
+def test_strategy_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(FaceTrackerError, match="TF_CONFIG"):
+        make_strategy("multiworker")
+    with pytest.raises(FaceTrackerError, match="mirrored, multiworker"):
+        make_strategy("tpu")
+
+
+def test_missing_tensorboard_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(FaceTrackerError, match="pip install tensorboard"):
+        train(Paths(tmp_path), dataset(8), dataset(8), **QUICK)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_loss_falls_on_a_fixed_batch(masked: bool) -> None:
+    keras.utils.set_random_seed(0)
+    config = resolve_preset("quick", head_units=64, masked=masked)
+    tracker = build_tracker(config, SIZE, 1, tf.distribute.get_strategy())
+    batch = dataset(16, batch=16)
+    before = tracker.evaluate(batch, verbose=0, return_dict=True)
+    # Training-mode losses (epoch means of 10 steps): inference-mode BatchNorm statistics lag behind
+    # weights that change this fast, so an evaluate() after 30 steps can still be high.
+    history = tracker.fit(batch.repeat(10), epochs=3, verbose=0, shuffle=False).history
+    assert int(tracker.optimizer.iterations) == 30
+    for name in ("total_loss", "class_loss", "regress_loss"):
+        assert history[name][-1] < 0.3 * before[name], name
+        assert history[name][-1] < history[name][0], name
+
+
+@pytest.mark.slow
+def test_train_saves_best_model_curves_and_logs(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    result = train(paths, dataset(32), dataset(16, seed=1), epochs=2, **QUICK)
+    assert set(result.history) == {"total_loss", "class_loss", "regress_loss",
+                                   "val_total_loss", "val_class_loss", "val_regress_loss"}
+    assert all(len(v) == 2 for v in result.history.values())
+    assert result.model_path == paths.model and result.curves_path == paths.logs / "loss_curves.png"
+    assert result.curves_path.read_bytes()[:4] == b"\x89PNG"
+    assert list((paths.logs / "train").glob("events.out.tfevents.*"))
+    assert not (paths.logs / "backup").exists()  # a finished run leaves no backup
+    best = result.history["val_total_loss"][result.best_epoch]
+    assert best == min(result.history["val_total_loss"]) and f"{best:.4f}" in result.format()
+    loaded = keras.saving.load_model(result.model_path, safe_mode=True)
+    images = synthetic(4, seed=2)[0]
+    again = keras.saving.load_model(result.model_path, safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(loaded(images)[1]), np.asarray(again(images)[1]))
+    assert loaded.output_names == ["score", "box"]
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Record the training state at the end of an epoch, then fail as a crash would."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch, self.state = epoch, {}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.epoch:
+            self.state = snapshot(self.model)
+            raise KeyboardInterrupt
+
+
+class Record(keras.callbacks.Callback):
+    """Record the restored state at the start of training and the first epoch run."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.state, self.first_epoch = snapshot(self.model), None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.first_epoch = epoch if self.first_epoch is None else self.first_epoch
+
+
+def snapshot(model: keras.Model) -> dict:
+    return {"iterations": int(model.optimizer.iterations), "weights": model.detector.get_weights(),
+            "optimizer": [np.array(v) for v in model.optimizer.variables]}
+
+
+@pytest.mark.slow
+def test_resume_restores_weights_optimizer_and_epoch(tmp_path: Path) -> None:
+    paths, train_ds, val_ds = Paths(tmp_path), dataset(32), dataset(8, seed=1)
+    interrupt = Interrupt(epoch=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(paths, train_ds, val_ds, epochs=3, callbacks=[interrupt], **QUICK)
+    assert (paths.logs / "backup").is_dir() and interrupt.state["iterations"] == 2 * 4
+
+    record = Record()
+    result = train(paths, train_ds, val_ds, epochs=3, callbacks=[record], **QUICK)
+    assert record.first_epoch == 2
+    assert record.state["iterations"] == interrupt.state["iterations"]
+    for before, after in zip(interrupt.state["weights"] + interrupt.state["optimizer"],
+                             record.state["weights"] + record.state["optimizer"], strict=True):
+        np.testing.assert_array_equal(before, after)
+    assert len(result.history["total_loss"]) == 3  # the curves show the epochs before the interruption too
+    assert json.loads((paths.logs / "history.json").read_text())[-1]["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    paths, train_ds, val_ds = Paths(tmp_path), dataset(16), dataset(8, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        train(paths, train_ds, val_ds, epochs=2, callbacks=[Interrupt(epoch=0)], **QUICK)
+    with pytest.raises(FaceTrackerError, match="delete .*backup"):
+        train(paths, train_ds, val_ds, epochs=2, **{**QUICK, "head_units": 32})
+
+
+class PoisonAt(keras.callbacks.Callback):
+    """Turn a weight into NaN at the start of an epoch, as a diverging run would."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.epoch:
+            kernel = self.model.detector.get_layer("box").kernel
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+@pytest.mark.slow
+def test_nan_stops_cleanly_and_keeps_the_best_model(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    result = train(paths, dataset(32), dataset(8, seed=1), epochs=5, callbacks=[PoisonAt(1)], **QUICK)
+    assert result.stopped_on_nan and "NaN" in result.format()
+    assert len(result.history["total_loss"]) == 2 and math.isnan(result.history["total_loss"][1])
+    assert result.best_epoch == 0 and result.model_path == paths.model
+    _, box = keras.saving.load_model(paths.model, safe_mode=True)(synthetic(4)[0])
+    assert np.all(np.isfinite(box))
+
+
+DISTRIBUTED = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from facetracker.losses import classification_loss, localization_loss, masked_localization_loss
+from facetracker.model import build_model
+from facetracker.train import FaceTracker
+
+def step(strategy, data, init, masked):
+    with strategy.scope():
+        detector = build_model("small", 32, "none", 16)
+        detector.set_weights(init)
+        tracker = FaceTracker(detector)
+        loss = masked_localization_loss if masked else localization_loss
+        tracker.compile(keras.optimizers.SGD(0.1), classification_loss(), loss, masked=masked)
+    logs = tracker.fit(data, epochs=1, verbose=0, shuffle=False).history
+    return detector.get_weights(), {k: v[0] for k, v in logs.items()}, detector
+
+rng = np.random.default_rng(0)
+images = rng.random((8, 32, 32, 3), dtype=np.float32)
+classes = np.array([[1], [0]] * 4, np.float32)
+data = tf.data.Dataset.from_tensor_slices((images, (classes, rng.random((8, 4), dtype=np.float32) * classes)))
+init = build_model("small", 32, "none", 16).get_weights()
+out = {}
+for masked in (False, True):
+    one = step(tf.distribute.get_strategy(), data.batch(8), init, masked)
+    two = step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), data.batch(8), init, masked)
+    if masked:  # a model built under the strategy (synchronized BatchNorm) loads back outside it
+        path = sys.argv[1] + "/two.keras"
+        two_model = two[2]
+        two_model.save(path)
+        reloaded = keras.saving.load_model(path, safe_mode=True)
+        assert np.array_equal(np.asarray(reloaded(images)[1]), np.asarray(two_model(images)[1]))
+    out[str(masked)] = {"diff": max(float(np.abs(a - b).max()) for a, b in zip(one[0], two[0])),
+                        "change": max(float(np.abs(a - b).max()) for a, b in zip(one[0], init)),
+                        "one": one[1], "two": two[1]}
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_two_device_step_matches_one_device(tmp_path: Path) -> None:
+    """MirroredStrategy on 2 logical CPUs: same weights after a step, same logged losses (not halved)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", DISTRIBUTED, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT")]
+    assert line, out.stderr[-3000:]
+    for masked, result in json.loads(line[0][6:]).items():
+        assert result["change"] > 1e-2, masked  # the step really moved the weights
+        assert result["diff"] < 1e-4, (masked, result)
+        for name, value in result["one"].items():
+            assert result["two"][name] == pytest.approx(value, rel=1e-4), (masked, name)
