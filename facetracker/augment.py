@@ -70,6 +70,13 @@ class AugmentSummary:
         self.failed.extend(other.failed)
         self.warnings.extend(other.warnings)
 
+    def format(self) -> str:
+        """One line of counts, then each warning and failure with its file and reason."""
+        lines = [f"{self.written} written, {self.skipped} already there, {len(self.failed)} failed"]
+        lines += [f"  warning: {warning}" for warning in self.warnings]
+        lines += [f"  failed: {name}: {reason}" for name, reason in self.failed]
+        return "\n".join(lines)
+
 
 @dataclass(frozen=True)
 class _Job:

@@ -61,16 +61,18 @@ def _split(args: argparse.Namespace, paths: Paths) -> None:
 def _augment(args: argparse.Namespace, paths: Paths) -> int:
     from facetracker.augment import augment_dataset
 
-    summary = augment_dataset(paths, per_image=args.per_image, crop=args.crop, workers=args.workers, seed=args.seed,
-                              class_name=args.cls)
-    print(summary.format())
-    return 1 if summary.failed else 0
+    summaries = augment_dataset(paths, splits=args.splits, per_image=args.per_image, crop=args.crop,
+                                workers=args.workers, seed=args.seed, class_name=args.cls, fresh=args.fresh)
+    for split, summary in summaries.items():
+        print(f"{split}: {summary.format()}")
+    return 1 if any(summary.failed for summary in summaries.values()) else 0
 
 
 def _train(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.train import train_from_paths
 
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "backbone", "weights", "learning_rate")}
+    names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked")
+    overrides = {name: getattr(args, name) for name in names}
     result = train_from_paths(paths, preset=args.preset, strategy=args.strategy,
                               **{k: v for k, v in overrides.items() if v is not None})
     print(result.format())
@@ -162,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--crop", type=int, default=config.CROP_SIZE)
     sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--splits", nargs="+", default=list(config.SPLITS), choices=list(config.SPLITS))
+    sub.add_argument("--fresh", action="store_true", help="delete earlier augmented files of these splits first")
     _add_class(sub)
 
     sub = step("train", _train, "train the two-head detector on aug_data/")
@@ -171,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--backbone", choices=["vgg16", "mobilenetv2", "small"])
     sub.add_argument("--weights", help="imagenet, none, or the path of a weights file")
     sub.add_argument("--learning-rate", type=float)
+    sub.add_argument("--head-units", type=int, help="width of each head's dense layer (tutorial: 2048)")
+    sub.add_argument("--masked", action="store_true", default=None,
+                     help="box loss on faces only (experimental: worse than the tutorial's in our test)")
     sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
 
     sub = step("evaluate", _evaluate, "measure the model (and OpenCV's Haar cascade) on the test frames")
