@@ -112,7 +112,7 @@ def _export(args: argparse.Namespace, paths: Paths) -> int:
 def _demo(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.demo import run_demo
 
-    print(run_demo(paths, preset=args.preset))
+    print(run_demo(paths, preset=args.preset).format())
 
 
 def _add_class(parser: argparse.ArgumentParser) -> None:

@@ -366,11 +366,13 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
 
 
 def train_from_paths(paths: Paths, preset: str | None = "tutorial", strategy: str | None = None,
-                     batch_size: int | None = None, image_size: int = IMAGE_SIZE, **settings: Any) -> TrainResult:
+                     batch_size: int | None = None, image_size: int = IMAGE_SIZE, verbose: str | int = "auto",
+                     **settings: Any) -> TrainResult:
     """Train on aug_data/train, validate on aug_data/val (what `facetracker train` runs)."""
     from facetracker.dataset import make_dataset
 
     config = resolve_preset(preset, batch_size=batch_size, **settings)
     train_ds, val_ds = (make_dataset(paths.aug_images(split), paths.aug_labels(split), config.batch_size,
                                      shuffle=split == "train", image_size=image_size) for split in ("train", "val"))
-    return train(paths, train_ds, val_ds, preset=preset, strategy=strategy, **dataclasses.asdict(config))
+    return train(paths, train_ds, val_ds, preset=preset, strategy=strategy, verbose=verbose,
+                 **dataclasses.asdict(config))
