@@ -87,10 +87,15 @@ def display_available() -> bool:
 
 def can_open(source: int | str | Path) -> bool:
     """Whether a camera, video file or URL opens (the notebook falls back to a sample video when not)."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)  # a missing camera is an answer here, not a warning
     try:
         open_source(source).release()
     except FaceTrackerError:
         return False
+    finally:
+        log.setLogLevel(level)
     return True
 
 
