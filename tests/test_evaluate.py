@@ -7,13 +7,13 @@ import math
 from pathlib import Path
 
 import cv2
-import keras
 import matplotlib
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tiny_model import tiny_model_file
 
 from facetracker.annotations import haar_detector, write_labelme
 from facetracker.config import Paths
@@ -34,20 +34,6 @@ PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def tiny_model_file(folder: Path) -> Path:
-    """A small functional model with the detector's inputs and outputs, saved as .keras."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((120, 120, 3))
-    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inputs)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalMaxPooling2D()(x)
-    model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid")(x),
-                                 keras.layers.Dense(4, activation="sigmoid")(x)])
-    path = folder / "tiny.keras"
-    model.save(path)
-    return path
 
 
 def xywh(box) -> list[float]:

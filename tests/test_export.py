@@ -6,24 +6,11 @@ import cv2
 import keras
 import numpy as np
 import pytest
+from tiny_model import tiny_model_file
 
 from facetracker.errors import FaceTrackerError
 from facetracker.export import TOLERANCE, check_export, export_model
 from facetracker.realtime import Detector, detect
-
-
-def tiny_model_file(folder: Path) -> Path:
-    """A small functional model with the detector's inputs and outputs, saved as .keras."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((120, 120, 3))
-    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inputs)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalMaxPooling2D()(x)
-    model = keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid")(x),
-                                 keras.layers.Dense(4, activation="sigmoid")(x)])
-    path = folder / "tiny.keras"
-    model.save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import cv2
-import keras
 import numpy as np
 import pytest
+from tiny_model import tiny_model
 
 from facetracker.capture import want_preview
 from facetracker.errors import FaceTrackerError
@@ -20,17 +20,6 @@ from facetracker.realtime import (
 )
 
 SIZES = [(640, 480), (480, 640), (1280, 720), (300, 300), (101, 77)]
-
-
-def tiny_model() -> keras.Model:
-    """A small functional model with the detector's inputs and outputs."""
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((120, 120, 3))
-    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(inputs)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalMaxPooling2D()(x)
-    return keras.Model(inputs, [keras.layers.Dense(1, activation="sigmoid")(x),
-                                keras.layers.Dense(4, activation="sigmoid")(x)])
 
 
 @pytest.fixture(scope="module")
