@@ -428,6 +428,9 @@ def inspect_image(image_path: Path, labels_dir: Path, class_name: str, report: C
 
 def check(paths: Paths, class_name: str = CLASS_NAME) -> CheckReport:
     """Check data/images and data/labels: counts, warnings and errors. Changes nothing on disk."""
+    if not paths.images.is_dir():
+        raise FaceTrackerError(f"{paths.images}: no images folder; collect frames first (facetracker collect, "
+                               "or facetracker sample-data), or pass --root of the project folder.")
     return inspect(paths.images, paths.labels, class_name)
 
 

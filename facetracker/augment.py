@@ -327,6 +327,12 @@ def augment_split(images_dir: Path, labels_dir: Path, out_images: Path, out_labe
     Returns:
         An AugmentSummary: samples written and skipped, and failures as (file, reason).
     """
+    if per_image < 1:
+        raise FaceTrackerError(f"--per-image {per_image}: give the number of augmented samples per image (>= 1).")
+    if transform is None and crop < 1:
+        raise FaceTrackerError(f"--crop {crop}: give the side of the square crop in pixels (>= 1), e.g. 450.")
+    if workers is not None and workers < 0:
+        raise FaceTrackerError(f"--workers {workers}: give a number of processes >= 1 (or leave it out: all cores).")
     workers = workers or os.cpu_count() or 1
     transform = transform if transform is not None else build_transform(crop)
     check_transform(transform, workers)

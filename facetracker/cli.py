@@ -73,6 +73,10 @@ def _train(args: argparse.Namespace, paths: Paths) -> None:
 
     names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked")
     overrides = {name: getattr(args, name) for name in names}
+    for name in ("epochs", "batch_size", "head_units", "learning_rate"):
+        value = overrides[name]
+        if value is not None and not value > 0:
+            raise FaceTrackerError(f"--{name.replace('_', '-')} {value}: must be a positive number.")
     result = train_from_paths(paths, preset=args.preset, strategy=args.strategy,
                               **{k: v for k, v in overrides.items() if v is not None})
     print(result.format())
@@ -81,6 +85,8 @@ def _train(args: argparse.Namespace, paths: Paths) -> None:
 def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.evaluate import evaluate, prediction_grid
 
+    if args.grid < 0:
+        raise FaceTrackerError(f"--grid {args.grid}: give the number of frames to draw, or 0 for no grid.")
     model = args.model or paths.model
     report = evaluate(paths, model, split=args.split, threshold=args.threshold, class_name=args.cls)
     print(report.format())
@@ -208,11 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_common(args: argparse.Namespace) -> None:
+    """Refuse a --root that is not a folder and an empty --class, before any step runs."""
+    if args.root.exists() and not args.root.is_dir():
+        raise FaceTrackerError(f"--root {args.root} is a file; give the project folder (it holds data/).")
+    if getattr(args, "cls", None) is not None and not args.cls.strip():
+        raise FaceTrackerError("--class is empty; give the labelme label of the object, e.g. --class face.")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one step; a user's mistake prints one line and exits non-zero, with no traceback."""
     args = build_parser().parse_args(argv)
     paths = Paths(args.root)
     try:
+        check_common(args)
         status = args.handler(args, paths)
     except FaceTrackerError as error:
         print(f"facetracker {args.step}: error: {error}", file=sys.stderr)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from facetracker.errors import FaceTrackerError
-from facetracker.realtime import Detector
+from facetracker.realtime import Detector, load_keras_model
 
 FORMATS = ("savedmodel", "tflite")
 TOLERANCE = {"savedmodel": 1e-5, "tflite": 1e-4}  # largest |difference| of score and box outputs
@@ -24,12 +24,10 @@ TOLERANCE = {"savedmodel": 1e-5, "tflite": 1e-4}  # largest |difference| of scor
 
 def load_keras(model_path: Path):
     """The Keras model at `model_path` (safe mode); a clear error when it is missing."""
-    import keras
-
     if not model_path.is_file() or model_path.suffix != ".keras":
         raise FaceTrackerError(f"model {model_path} not found (or not a .keras file); train one first "
                                "(facetracker train) or pass --model PATH.")
-    return keras.saving.load_model(model_path, compile=False, safe_mode=True)
+    return load_keras_model(model_path)
 
 
 def export_path(model_path: Path, fmt: str, out_dir: Path) -> Path:
@@ -46,6 +44,8 @@ def export_model(model_path: Path | str, fmt: str = "savedmodel", out_dir: Path 
     model_path, out_dir = Path(model_path), Path(out_dir)
     target = export_path(model_path, fmt, out_dir)
     model = load_keras(model_path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FaceTrackerError(f"--out {out_dir} is a file; give a folder for the exported model.")
     out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "savedmodel":
         model.export(str(target), format="tf_saved_model", verbose=False)

@@ -10,6 +10,7 @@ frame), or through the TFLite interpreter for an exported `.tflite` file.
 
 import time
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,41 @@ def savedmodel_predict_fn(path: Path) -> tuple[PredictFn, int]:
     return lambda x: split_outputs([t.numpy() for t in _as_list(artifact.serve(tf.constant(x, tf.float32)))]), size
 
 
+def load_keras_model(path: Path) -> object:
+    """A `.keras` model loaded in safe mode (no Python code runs), checked to take [N, S, S, 3] images.
+
+    Raises FaceTrackerError naming the file for a file that is not a .keras archive, a model that
+    safe mode refuses (a Lambda layer), or a model with another input shape.
+    """
+    import keras
+
+    if not zipfile.is_zipfile(path):
+        raise FaceTrackerError(f"model {path} cannot be loaded: not a .keras file (not a zip archive); "
+                               "train one (facetracker train) or pass --model PATH.")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, TypeError, KeyError... for a bad archive
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "Lambda" in reason:
+            reason = "it contains a Lambda layer (Python code), which safe mode refuses to load"
+        raise FaceTrackerError(f"model {path} cannot be loaded ({reason}); retrain it with facetracker train "
+                               "or re-save it without custom Python code.") from error
+    shape = tuple(getattr(model, "input_shape", ()) or ())
+    if len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[1] != shape[2]:
+        raise FaceTrackerError(f"model {path} takes inputs of shape {shape}; a detector takes square RGB images "
+                               "(None, S, S, 3): use a model saved by facetracker train.")
+    return model
+
+
+def check_tflite_file(path: Path) -> None:
+    """Refuse a file that is not a TFLite flatbuffer (its bytes 4-8 are the identifier TFL3)."""
+    with path.open("rb") as file:
+        header = file.read(8)
+    if header[4:8] != b"TFL3":
+        raise FaceTrackerError(f"model {path} cannot be loaded: not a TFLite model (no TFL3 identifier); "
+                               "export one with facetracker export --format tflite.")
+
+
 class Detector:
     """A trained model (Keras, SavedModel or TFLite) as a function from a BGR frame to a `Detection`."""
 
@@ -193,13 +229,11 @@ class Detector:
         path = Path(path)
         if not path.exists():
             raise FaceTrackerError(f"model {path} not found; train one (facetracker train) or pass --model PATH.")
+        if path.suffix == ".keras":
+            return cls.from_keras(load_keras_model(path), mode)
         try:
-            if path.suffix == ".keras":
-                import keras
-
-                model = keras.saving.load_model(path, compile=False, safe_mode=True)
-                return cls.from_keras(model, mode)
             if path.suffix == ".tflite":
+                check_tflite_file(path)
                 return cls(*tflite_predict_fn(path), mode, path.name)
             if path.is_dir() and (path / "saved_model.pb").exists():
                 return cls(*savedmodel_predict_fn(path), mode, path.name)
@@ -299,6 +333,10 @@ def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.k
     Returns:
         the number of frames, the model's mean time per frame and the overall frame rate.
     """
+    if max_frames is not None and max_frames < 1:
+        raise FaceTrackerError(f"--max-frames {max_frames}: give a number of frames >= 1, or leave it out.")
+    if not 0.0 <= threshold <= 1.0:
+        raise FaceTrackerError(f"--threshold {threshold}: give a score between 0 and 1, e.g. 0.5.")
     source = parse_source(source)
     detector = Detector.load(model, mode=mode).warm_up()
     show = want_preview(display)

@@ -1,0 +1,133 @@
+"""kill -9 in the middle of `facetracker augment` and `facetracker train`, then run again.
+
+Each test runs the real command in a subprocess (its own process group, so its worker processes
+die with it), kills it with SIGKILL once some output exists, and checks that running the same
+command again finishes the job as if nothing had happened.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import hash_tree
+
+from facetracker.augment import augment_dataset
+from facetracker.config import Paths
+from facetracker.sample_data import make_sample_data
+from facetracker.split import split_dataset
+
+pytestmark = pytest.mark.slow
+
+FRAMES = 40
+AUG_PER_IMAGE = 20
+TRAIN_PER_IMAGE = 3
+TRAIN_EPOCHS = 3
+TIMEOUT_S = 120
+
+
+def facetracker(root: Path, *args: str) -> list[str]:
+    """The command line of the real CLI on project `root`."""
+    return [sys.executable, "-m", "facetracker.cli", "--root", str(root), *args]
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run one step to the end; fail the test with its output if it fails."""
+    done = subprocess.run(facetracker(root, *args), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def kill_when(root: Path, args: tuple[str, ...], ready: Callable[[], bool]) -> None:
+    """Start a step, wait until `ready()`, then SIGKILL it and all its processes."""
+    process = subprocess.Popen(facetracker(root, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not ready():
+            assert process.poll() is None, f"{args} finished (exit {process.returncode}) before it could be killed"
+            assert time.monotonic() < deadline, f"{args}: nothing to interrupt after {TIMEOUT_S} s"
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, f"{args} was not killed (exit {process.returncode})"
+
+
+def split_project(root: Path) -> Paths:
+    """A sample session of FRAMES frames, split."""
+    paths = Paths(root)
+    make_sample_data(paths, count=FRAMES, seed=0)
+    split_dataset(paths)
+    return paths
+
+
+def count_files(folder: Path, pattern: str) -> int:
+    return sum(1 for _ in folder.rglob(pattern)) if folder.is_dir() else 0
+
+
+def test_augment_killed_then_rerun_matches_an_uninterrupted_run(tmp_path):
+    paths = split_project(tmp_path / "killed")
+    clean = tmp_path / "clean"
+    shutil.copytree(paths.data, clean / "data")
+    args = ("augment", "--per-image", str(AUG_PER_IMAGE), "--seed", "3", "--splits", "train")  # 2 workers
+
+    kill_when(paths.root, args, lambda: count_files(paths.aug_data, "*.json") >= 100)
+    written_before_rerun = count_files(paths.aug_data, "*.json")
+    expected = len(list(paths.split_images("train").iterdir())) * AUG_PER_IMAGE
+    assert written_before_rerun < expected, "the kill came too late to test anything"
+
+    rerun = run(paths.root, *args)
+    run(clean, *args)
+
+    assert "failed" in rerun.stdout and " 0 failed" in rerun.stdout
+    assert count_files(paths.aug_data, "*.tmp") == 0
+    assert count_files(paths.aug_data, ".*") == 0  # no hidden temp files either
+    images = {p.stem for p in paths.aug_images("train").iterdir()}
+    labels = {p.stem for p in paths.aug_labels("train").iterdir()}
+    assert images == labels, f"unpaired {sorted(images ^ labels)[:5]}"
+    assert len(images) == expected
+    assert sorted(p.name for p in paths.aug_data.iterdir()) == ["train"]
+    assert hash_tree(paths.aug_data) == hash_tree(clean / "aug_data")
+
+
+def history_rows(paths: Paths) -> list[dict]:
+    path = paths.logs / "history.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not written yet, or being written
+        return []
+
+
+def test_train_killed_after_first_epoch_resumes(tmp_path):
+    paths = split_project(tmp_path / "project")
+    augment_dataset(paths, splits=("train", "val"), per_image=TRAIN_PER_IMAGE, workers=1, progress=False)
+    args = ("train", "--preset", "quick", "--epochs", str(TRAIN_EPOCHS))
+    backup = paths.logs / "backup" / "training_metadata.json"
+
+    # Killed once epoch 1's backup (and its history row) exist, while epoch 2 runs.
+    kill_when(paths.root, args, lambda: backup.is_file() and len(history_rows(paths)) >= 1)
+    first = history_rows(paths)
+    assert len(first) < TRAIN_EPOCHS, "the kill came too late to test anything"
+
+    rerun = run(paths.root, *args)
+    assert "Epoch 1/" not in rerun.stdout, "the second run started again from epoch 1 instead of resuming"
+    assert f"Epoch {TRAIN_EPOCHS}/{TRAIN_EPOCHS}" in rerun.stdout
+    rows = history_rows(paths)
+    assert [row["epoch"] for row in rows] == list(range(TRAIN_EPOCHS))
+    assert rows[0] == first[0], "epoch 1 was trained again"
+    assert f"for {TRAIN_EPOCHS} epoch(s)" in rerun.stdout
+
+    import keras
+
+    model = keras.saving.load_model(paths.model, compile=False, safe_mode=True)
+    assert model.input_shape == (None, 120, 120, 3)
+    assert not (paths.logs / "backup").exists(), "a finished run leaves no backup behind"
