@@ -73,10 +73,6 @@ def _train(args: argparse.Namespace, paths: Paths) -> None:
 
     names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked")
     overrides = {name: getattr(args, name) for name in names}
-    for name in ("epochs", "batch_size", "head_units", "learning_rate"):
-        value = overrides[name]
-        if value is not None and not value > 0:
-            raise FaceTrackerError(f"--{name.replace('_', '-')} {value}: must be a positive number.")
     result = train_from_paths(paths, preset=args.preset, strategy=args.strategy,
                               **{k: v for k, v in overrides.items() if v is not None})
     print(result.format())

@@ -79,7 +79,10 @@ def run_demo(paths: Paths, preset: str = "quick", frames: int = DEMO_FRAMES, per
     from facetracker.evaluate import evaluate, prediction_grid
     from facetracker.train import train_from_paths
 
-    report.run("train", lambda: train_from_paths(paths, preset=preset, epochs=epochs, verbose=2))
+    trained = report.run("train", lambda: train_from_paths(paths, preset=preset, epochs=epochs, verbose=2))
+    if trained.model_path is None:
+        raise FaceTrackerError("training saved no model (no epoch had a finite validation loss); "
+                               "try a lower --learning-rate, see the report above.")
     report.run("evaluate", lambda: evaluate(paths, paths.model))
     prediction_grid(paths, paths.model)
     return report

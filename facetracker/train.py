@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from facetracker.annotations import atomic_write
 from facetracker.config import BATCH_SIZE, EPOCHS, IMAGE_SIZE, LEARNING_RATE, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.losses import classification_loss, localization_loss, make_optimizer, masked_localization_loss
@@ -80,7 +81,12 @@ def resolve_preset(name: str | None = "tutorial", **overrides: Any) -> TrainConf
     if unknown:
         raise FaceTrackerError(f"unknown training setting(s) {', '.join(unknown)}: "
                                f"known are {', '.join(sorted(known))}")
-    return dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    config = dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    for setting in ("epochs", "batch_size", "head_units", "learning_rate"):
+        value = getattr(config, setting)
+        if not value > 0:
+            raise FaceTrackerError(f"--{setting.replace('_', '-')} {value}: must be a positive number.")
+    return config
 
 
 class FaceTracker(keras.Model):
@@ -247,7 +253,9 @@ class SaveBest(keras.callbacks.Callback):
         if math.isfinite(value) and value < self.best:
             self.best = value
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.model.detector.save(self.path)
+            temp = self.path.with_name(f".{self.path.stem}.tmp.keras")  # Keras insists on the suffix
+            self.model.detector.save(temp)
+            os.replace(temp, self.path)  # a kill mid-save never leaves a broken model
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -278,13 +286,18 @@ class HistoryFile(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         rows = [row for row in read_history_rows(self.path) if row["epoch"] < epoch]
         rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(rows, indent=1))
+        atomic_write(self.path, json.dumps(rows, indent=1).encode())
 
 
 def read_history_rows(path: Path) -> list[dict[str, float]]:
     """The rows a `HistoryFile` wrote (none if the file is missing)."""
-    return json.loads(path.read_text()) if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FaceTrackerError(f"{path}: damaged ({error}); delete it and {path.parent / BACKUP_DIR} "
+                               "to train from the start.") from error
 
 
 def history_dict(rows: list[dict[str, float]]) -> dict[str, list[float]]:
@@ -353,8 +366,9 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     input_size = int(train_ds.element_spec[0].shape[1])
     tracker = build_tracker(config, input_size, _batches(train_ds), make_strategy(strategy))
     nan_stop, save_best = StopOnNaN(), SaveBest(model_path, best_before)
+    # The model and history are written before the backup: a kill between them never skips an epoch's row.
     tracker.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=verbose, shuffle=False, callbacks=[
-        keras.callbacks.BackupAndRestore(str(backup)), nan_stop, save_best, HistoryFile(history_path),
+        nan_stop, save_best, HistoryFile(history_path), keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.TensorBoard(str(log_dir)), *callbacks])
 
     history = history_dict(read_history_rows(history_path))
