@@ -42,4 +42,4 @@ def test_notebook_runs_top_to_bottom_on_sample_data(tmp_path):
     assert list((tmp_path / "aug_data" / "train" / "labels").glob("*.json"))
     assert (tmp_path / "facetracker.keras").is_file()
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) >= 4, "the notebook should show its samples, loss curves and predictions"
+    assert len(images) >= 7, "the notebook should show its samples, loss curves and predictions"
