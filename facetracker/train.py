@@ -118,11 +118,12 @@ class FaceTracker(keras.Model):
         """Per-replica (total for the gradient, class loss, box loss) of one batch."""
         images, (y_class, y_box) = data
         score, box = self.detector(images, training=training)
+        box = tf.cast(box, "float32")  # losses in float32, also under a mixed_bfloat16 policy
         class_loss = self.classloss(y_class, score)
         if self.masked:
             regress_loss = self.localizationloss(y_box, box, y_class)
         else:
-            regress_loss = self.localizationloss(tf.cast(y_box, box.dtype), box)
+            regress_loss = self.localizationloss(tf.cast(y_box, "float32"), box)
         # Keras sums gradients across replicas. The box loss is a sum over the batch, so per-replica sums
         # add up to one device's; a keras Loss (the class loss) already divides its batch mean by the
         # replica count for the same reason. So the plain sum gives one device's gradient.

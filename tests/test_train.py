@@ -246,3 +246,16 @@ def test_two_device_step_matches_one_device(tmp_path: Path) -> None:
         assert result["diff"] < 1e-4, (masked, result)
         for name, value in result["one"].items():
             assert result["two"][name] == pytest.approx(value, rel=1e-4), (masked, name)
+
+
+def test_trains_under_mixed_bfloat16() -> None:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        tracker = build_tracker(resolve_preset("quick", head_units=16), 64, 2, make_strategy(None))
+        images = np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32)
+        labels = (np.ones((8, 1), np.float32), np.tile(np.float32([[0.2, 0.2, 0.6, 0.6]]), (8, 1)))
+        history = tracker.fit(images, labels, epochs=2, batch_size=4, verbose=0).history
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(math.isfinite(v) for v in history["total_loss"])
+    assert history["regress_loss"][-1] < history["regress_loss"][0]
