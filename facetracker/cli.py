@@ -114,7 +114,8 @@ def _export(args: argparse.Namespace, paths: Paths) -> int:
 def _demo(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.demo import run_demo
 
-    print(run_demo(paths, preset=args.preset).format())
+    print(run_demo(paths, preset=args.preset, frames=args.frames, per_image=args.per_image,
+                   epochs=args.epochs).format())
 
 
 def _add_class(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = step("demo", _demo, "sample-data, check, split, augment, train, evaluate in one go")
     sub.add_argument("--preset", default="quick")
+    sub.add_argument("--frames", type=int, default=90, help="frames in the sample session")
+    sub.add_argument("--per-image", type=int, default=12, help="augmented copies per frame")
+    sub.add_argument("--epochs", type=int, help="default: the preset's")
     return parser
 
 

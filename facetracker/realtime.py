@@ -8,6 +8,7 @@ through a `tf.function` traced once (`predict()` is built for batches and is 2-3
 frame), or through the TFLite interpreter for an exported `.tflite` file.
 """
 
+import os
 import time
 import warnings
 import zipfile
@@ -133,6 +134,7 @@ def _as_list(outputs: object) -> list:
 
 def tflite_interpreter(path: Path) -> object:
     """A TFLite interpreter: LiteRT's (`ai_edge_litert`) when installed, else TensorFlow's (deprecated there)."""
+    threads = os.cpu_count() or 1  # BENCHMARKS.md: 2 threads ran VGG16 in 71 ms against 117 ms with the default
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -140,9 +142,9 @@ def tflite_interpreter(path: Path) -> object:
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-            interpreter = tf.lite.Interpreter(model_path=str(path))
+            interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
     else:
-        interpreter = Interpreter(model_path=str(path))
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
     interpreter.allocate_tensors()
     return interpreter
 
