@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/facetracker --root . demo
+	$(BIN)/facetracker --root demo demo  # its own folder: never mixed with your data/
 
 test: venv
 	$(BIN)/ruff check .

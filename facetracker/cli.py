@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("augment", _augment, "grow each split with Albumentations into aug_data/")
     sub.add_argument("--per-image", type=int, default=config.AUG_PER_IMAGE)
     sub.add_argument("--crop", type=int, default=config.CROP_SIZE)
-    sub.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    sub.add_argument("--workers", type=int, default=None,
+                     help="processes (default: all cores from 1000 samples to write, else 1)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--splits", nargs="+", default=list(config.SPLITS), choices=list(config.SPLITS))
     sub.add_argument("--fresh", action="store_true", help="delete earlier augmented files of these splits first")

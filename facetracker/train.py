@@ -30,7 +30,13 @@ import tensorflow as tf
 from facetracker.annotations import atomic_write
 from facetracker.config import BATCH_SIZE, EPOCHS, IMAGE_SIZE, LEARNING_RATE, Paths
 from facetracker.errors import FaceTrackerError
-from facetracker.losses import classification_loss, localization_loss, make_optimizer, masked_localization_loss
+from facetracker.losses import (
+    classification_loss,
+    localization_loss,
+    make_optimizer,
+    masked_localization_loss,
+    total_loss,
+)
 from facetracker.model import HEAD_UNITS, build_model
 
 LOSS_NAMES = ("total_loss", "class_loss", "regress_loss")
@@ -127,7 +133,7 @@ class FaceTracker(keras.Model):
         # Keras sums gradients across replicas. The box loss is a sum over the batch, so per-replica sums
         # add up to one device's; a keras Loss (the class loss) already divides its batch mean by the
         # replica count for the same reason. So the plain sum gives one device's gradient.
-        return regress_loss + 0.5 * class_loss, class_loss, regress_loss
+        return total_loss(regress_loss, class_loss), class_loss, regress_loss
 
     def _track(self, total: tf.Tensor, class_loss: tf.Tensor, regress_loss: tf.Tensor) -> dict[str, tf.Tensor]:
         """Update the epoch means with the losses one device would see for the whole batch."""
