@@ -31,6 +31,8 @@ LABELME_VERSION = "6.3.1"
 MAX_LABEL_BYTES = 32 * 1024 * 1024  # a labelme JSON with an embedded 4K photo stays well below this
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+# detectMultiScale settings, shared by prelabelling and by evaluate's Haar baseline.
+HAAR_SCALE, HAAR_NEIGHBOURS, HAAR_MIN_SIZE = 1.1, 5, (40, 40)
 
 # A box as (x1, y1, x2, y2) with x1 < x2 and y1 < y2.
 Box = tuple[float, float, float, float]
@@ -468,7 +470,8 @@ def haar_detector() -> cv2.CascadeClassifier:
 def detect_largest(detector: cv2.CascadeClassifier, image: np.ndarray) -> Box | None:
     """The largest face the cascade finds, in pixels, or None."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
-    found = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(40, 40))
+    found = detector.detectMultiScale(gray, scaleFactor=HAAR_SCALE, minNeighbors=HAAR_NEIGHBOURS,
+                                    minSize=HAAR_MIN_SIZE)
     if len(found) == 0:
         return None
     x, y, w, h = max(found, key=lambda r: r[2] * r[3])
@@ -496,13 +499,6 @@ def prelabel_haar(paths: Paths, class_name: str = CLASS_NAME) -> list[Path]:
     return written
 
 
-def display_available() -> bool:
-    """Whether a GUI window can open: Windows, macOS, or an X11/Wayland display."""
-    if sys.platform in ("win32", "darwin"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def labelme_command(paths: Paths, class_name: str = CLASS_NAME) -> list[str]:
     """The labelme 6 command line: images from data/images, JSON to data/labels, one label name.
 
@@ -518,6 +514,8 @@ def labelme_command(paths: Paths, class_name: str = CLASS_NAME) -> list[str]:
 
 def launch_labelme(paths: Paths, class_name: str = CLASS_NAME) -> int:
     """Open the labelme GUI on data/images, saving to data/labels; returns labelme's exit code."""
+    from facetracker.capture import display_available
+
     if not display_available():
         raise FaceTrackerError(
             "labelme needs a display (DISPLAY/WAYLAND_DISPLAY is not set); run `facetracker annotate` "

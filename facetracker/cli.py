@@ -83,11 +83,16 @@ def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
 
     if args.grid < 0:
         raise FaceTrackerError(f"--grid {args.grid}: give the number of frames to draw, or 0 for no grid.")
+    from facetracker.realtime import Detector
+
     model = args.model or paths.model
-    report = evaluate(paths, model, split=args.split, threshold=args.threshold, class_name=args.cls)
+    detector = Detector.load(model)
+    report = evaluate(paths, model, split=args.split, threshold=args.threshold, class_name=args.cls,
+                      detector=detector)
     print(report.format())
     if args.grid:
-        prediction_grid(paths, model, split=args.split, n=args.grid, threshold=args.threshold, class_name=args.cls)
+        prediction_grid(paths, model, split=args.split, n=args.grid, threshold=args.threshold, class_name=args.cls,
+                        detector=detector)
         print(f"prediction grid saved to {paths.logs / 'predictions.png'}")
 
 

@@ -83,6 +83,9 @@ def run_demo(paths: Paths, preset: str = "quick", frames: int = DEMO_FRAMES, per
     if trained.model_path is None:
         raise FaceTrackerError("training saved no model (no epoch had a finite validation loss); "
                                "try a lower --learning-rate, see the report above.")
-    report.run("evaluate", lambda: evaluate(paths, paths.model))
-    prediction_grid(paths, paths.model)
+    from facetracker.realtime import Detector
+
+    detector = Detector.load(paths.model)
+    report.run("evaluate", lambda: evaluate(paths, paths.model, detector=detector))
+    prediction_grid(paths, paths.model, detector=detector)
     return report

@@ -35,7 +35,16 @@ import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
-from facetracker.annotations import Sample, haar_detector, list_images, load_samples, write_labelme
+from facetracker.annotations import (
+    HAAR_MIN_SIZE,
+    HAAR_NEIGHBOURS,
+    HAAR_SCALE,
+    Sample,
+    haar_detector,
+    list_images,
+    load_samples,
+    write_labelme,
+)
 from facetracker.augment import MIN_VISIBILITY
 from facetracker.config import CLASS_NAME, Paths
 from facetracker.dataset import box_to_square, load_labels, plot_samples
@@ -51,7 +60,6 @@ NO_BOX = (0.0, 0.0, 0.0, 0.0)
 BATCH = 32
 REPORT_FILE = "evaluation.json"
 GRID_FILE = "predictions.png"
-HAAR_SCALE, HAAR_NEIGHBOURS, HAAR_MIN_SIZE = 1.1, 5, (40, 40)  # as annotations.detect_largest
 HAAR_THRESHOLD = 0.5  # Haar scores are n / (n + 1) >= 0.5 for any detection: "found a face" is its positive
 
 
@@ -318,7 +326,8 @@ def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None
 
 
 def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshold: float = 0.5,
-             class_name: str = CLASS_NAME, output: Path | None = None) -> EvalReport:
+             class_name: str = CLASS_NAME, output: Path | None = None,
+             detector: Detector | None = None) -> EvalReport:
     """Score the model on data/<split> and aug_data/<split>, and the Haar cascade on data/<split>.
 
     Args:
@@ -331,7 +340,7 @@ def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshol
     Returns:
         The report (also saved as JSON).
     """
-    detector = Detector.load(model_path)
+    detector = detector or Detector.load(model_path)  # pass one in to load and trace it once
     samples, truth = natural_frames(paths, split, class_name)
     images = [s.image for s in samples]
     scores, boxes, seconds = predict_images(detector, images)
@@ -351,12 +360,13 @@ def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshol
 
 
 def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n: int = 12, threshold: float = 0.5,
-                    class_name: str = CLASS_NAME, output: Path | None = None, ncols: int = 4) -> Figure:
+                    class_name: str = CLASS_NAME, output: Path | None = None, ncols: int = 4,
+                    detector: Detector | None = None) -> Figure:
     """A grid of the first `n` frames of a split as the model sees them: its box and score over the truth.
 
     Saved as a PNG (default logs/predictions.png); boxes with `score < threshold` are not drawn.
     """
-    detector = Detector.load(model_path)
+    detector = detector or Detector.load(model_path)
     samples, truth = natural_frames(paths, split, class_name)
     samples, truth = samples[:n], truth[:n]
     inputs = np.stack([frame_to_input(read_image(s.image), detector.size, "crop")[0] for s in samples])
