@@ -436,6 +436,22 @@ def check(paths: Paths, class_name: str = CLASS_NAME) -> CheckReport:
     return inspect(paths.images, paths.labels, class_name)
 
 
+def require_labels(report: CheckReport, class_name: str = CLASS_NAME) -> None:
+    """The gate between annotation and training: stop unless some images have a box and nothing is broken.
+
+    Raises:
+        FaceTrackerError: saying what to do next.
+    """
+    if not report.ok:
+        raise FaceTrackerError(f"{report.images_dir}: {len(report.errors)} error(s) listed above; fix them "
+                               "(each line says how), then run the check again.")
+    if report.positives == 0:
+        raise FaceTrackerError(
+            f"no image in {report.images_dir} has a '{class_name}' box yet: draw one rectangle labelled "
+            f"'{class_name}' on each image in labelme (saved to {report.labels_dir}), or set "
+            "USE_SAMPLE_DATA = True to use the built-in sample session; then run this cell again.")
+
+
 def load_samples(images_dir: Path, labels_dir: Path, class_name: str = CLASS_NAME) -> list[Sample]:
     """Every image in `images_dir` with its label from `labels_dir`, paired by file stem.
 

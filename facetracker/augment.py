@@ -38,7 +38,7 @@ from pathlib import Path
 import albumentations as A
 import cv2
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from facetracker.annotations import Box, Sample, load_samples
 from facetracker.config import AUG_PER_IMAGE, CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, SPLITS, Paths

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError

@@ -65,18 +65,38 @@ def build_model(backbone: str = "vgg16", input_size: int = IMAGE_SIZE, weights: 
         A functional model: images [N, S, S, 3] in [0, 1] -> [score [N, 1], box [N, 4]] (outputs named
         "score" and "box"; a list, as in the tutorial: `classes, coords = model(images)`).
     """
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    features = backbone_features(backbone, inputs, weights)
+    score = _head(features, head_units, 1, "score")
+    box = _head(features, head_units, 4, "box", box_logit_scale(backbone))
+    model = keras.Model(inputs, [score, box], name=f"facetracker_{backbone}")
+    kind, path = _weights_kind(backbone, weights)
+    if kind == "model":
+        _load_model_weights(model, path)
+    return model
+
+
+def backbone_features(backbone: str, inputs: keras.KerasTensor, weights: str | Path = "imagenet") -> keras.KerasTensor:
+    """The backbone's feature maps of `inputs` (RGB in [0, 1]), with its own input scaling inside the model.
+
+    Args:
+        backbone: "vgg16", "mobilenetv2" or "small".
+        inputs: a keras.Input of shape (S, S, 3).
+        weights: "imagenet", "none" or a backbone .h5; a whole-model .weights.h5 is loaded by `build_model`.
+
+    Returns:
+        The feature maps, ready for the heads.
+    """
     if backbone not in BACKBONES:
         raise FaceTrackerError(f"--backbone {backbone!r} is unknown: choose one of {', '.join(BACKBONES)}")
     kind, path = _weights_kind(backbone, weights)
     backbone_file = _imagenet_file(backbone) if kind == "imagenet" else path if kind == "backbone" else None
-    inputs = keras.Input((input_size, input_size, 3), name="image")
-    features = _backbone(backbone, input_size, backbone_file)(_preprocess(backbone, inputs))
-    score = _head(features, head_units, 1, "score")
-    box = _head(features, head_units, 4, "box", SMALL_BOX_LOGIT_SCALE if backbone == "small" else None)
-    model = keras.Model(inputs, [score, box], name=f"facetracker_{backbone}")
-    if kind == "model":
-        _load_model_weights(model, path)
-    return model
+    return _backbone(backbone, int(inputs.shape[1]), backbone_file)(_preprocess(backbone, inputs))
+
+
+def box_logit_scale(backbone: str) -> float | None:
+    """How much the box head's last layer input is scaled (the small CNN's only; see SMALL_BOX_LOGIT_SCALE)."""
+    return SMALL_BOX_LOGIT_SCALE if backbone == "small" else None
 
 
 def predict_fn(model: keras.Model) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:

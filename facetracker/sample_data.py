@@ -11,6 +11,7 @@ overwritten.
 """
 
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -282,6 +283,11 @@ def video_pose(t: float, width: int = FRAME_WIDTH, height: int = FRAME_HEIGHT) -
     cx = width / 2 + 0.38 * width * np.sin(0.9 * t)
     cy = height / 2 + 0.3 * height * np.sin(1.3 * t + 0.5)
     return (cx, cy, 170 + 60 * np.sin(0.5 * t), 10 * np.sin(0.7 * t), 1.0 + 0.25 * np.sin(0.4 * t), 0.0)
+
+
+def write_sample_camera(path: Path, count: int, interval: float, fps: int = 15) -> Path:
+    """A sample video long enough for `collect` to take `count` frames `interval` seconds apart (plus 1 s)."""
+    return write_sample_video(path, frames=math.ceil(count * interval * fps) + fps, fps=fps)
 
 
 def write_sample_video(path: Path, frames: int = 60, fps: int = 15, seed: int = 0) -> Path:

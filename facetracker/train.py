@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from facetracker import model as models
 from facetracker.annotations import atomic_write
 from facetracker.config import BATCH_SIZE, EPOCHS, IMAGE_SIZE, LEARNING_RATE, Paths
 from facetracker.errors import FaceTrackerError
@@ -37,7 +39,7 @@ from facetracker.losses import (
     masked_localization_loss,
     total_loss,
 )
-from facetracker.model import HEAD_UNITS, build_model
+from facetracker.model import HEAD_UNITS
 
 LOSS_NAMES = ("total_loss", "class_loss", "regress_loss")
 MONITOR = "val_total_loss"
@@ -168,12 +170,13 @@ class TrainResult:
     best_epoch: int | None = None
     stopped_on_nan: bool = False
     log_dir: Path = field(default=Path("logs"))
+    parameters: int = 0
 
     def format(self) -> str:
         """A short report for the CLI and the notebook."""
         epochs = len(self.history.get("total_loss", []))
-        lines = [f"trained {self.config.backbone} for {epochs} epoch(s); logs in {self.log_dir}, "
-                 f"curves in {self.curves_path}"]
+        lines = [f"trained {self.config.backbone} ({self.parameters:,} parameters) for {epochs} epoch(s), "
+                 f"batch {self.config.batch_size}; logs in {self.log_dir}, curves in {self.curves_path}"]
         if self.stopped_on_nan:
             lines.append("stopped: the loss became NaN (try a lower --learning-rate)")
         if self.model_path is None:
@@ -213,10 +216,11 @@ def _worker_paths(paths: Paths) -> tuple[Path, Path]:
     return folder, folder / paths.model.name
 
 
-def _check_resume(run_file: Path, config: TrainConfig, resuming: bool) -> None:
+def _check_resume(run_file: Path, config: TrainConfig, parameters: int, resuming: bool) -> None:
     """Record this run's settings; refuse to resume an interrupted run that had other settings."""
     settings = dataclasses.asdict(config)
     settings.pop("epochs")  # resuming with more (or fewer) epochs is fine
+    settings["parameters"] = parameters  # an edited model builder cannot load the old backup
     if resuming and run_file.is_file():
         before = json.loads(run_file.read_text())
         if before != settings:
@@ -328,22 +332,49 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """The three pieces the video teaches, swappable from the notebook; the defaults are the package's own.
+
+    - `build_model(backbone, input_size, weights, head_units)` returns the functional detector
+      (images -> [score, box]), as `facetracker.model.build_model` does.
+    - `localization_loss(y_true_box, y_pred_box)` returns a scalar (with `masked`, it also gets y_true_class).
+    - `tracker_class(detector)` is a keras.Model with the video's `compile(optimizer, classloss,
+      localizationloss)`, a `detector` attribute and a `train_step` that logs total_loss, class_loss
+      and regress_loss.
+    """
+
+    build_model: Callable[..., keras.Model] = models.build_model
+    localization_loss: Callable[..., Any] | None = None
+    tracker_class: type[keras.Model] = FaceTracker
+
+    def loss_for(self, config: TrainConfig) -> Callable[..., Any]:
+        """The user's loss, else the tutorial's (or the masked one when the settings ask for it)."""
+        if self.localization_loss is not None:
+            return self.localization_loss
+        return masked_localization_loss if config.masked else localization_loss
+
+
 def build_tracker(config: TrainConfig, input_size: int, batches_per_epoch: int,
-                  strategy: tf.distribute.Strategy) -> FaceTracker:
-    """Build, compile and call (so it is built) the FaceTracker under `strategy`."""
+                  strategy: tf.distribute.Strategy, recipe: Recipe = Recipe()) -> keras.Model:
+    """Build, compile and call (so it is built) the training wrapper under `strategy`."""
     with strategy.scope():
-        detector = build_model(config.backbone, input_size, config.weights, config.head_units)
-        tracker = FaceTracker(detector, name="facetracker_trainer")
-        loss = masked_localization_loss if config.masked else localization_loss
-        tracker.compile(make_optimizer(batches_per_epoch, config.learning_rate), classification_loss(), loss,
-                        masked=config.masked)
+        detector = recipe.build_model(config.backbone, input_size, config.weights, config.head_units)
+        tracker = recipe.tracker_class(detector, name="facetracker_trainer")
+        optimizer = make_optimizer(batches_per_epoch, config.learning_rate)
+        if config.masked:
+            tracker.compile(optimizer, classification_loss(), recipe.loss_for(config), masked=True)
+        else:
+            tracker.compile(optimizer, classification_loss(), recipe.loss_for(config))
         tracker(np.zeros((1, input_size, input_size, 3), np.float32))
     return tracker
 
 
 def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, preset: str | None = None,
           strategy: str | tf.distribute.Strategy | None = None, callbacks: list | tuple = (),
-          verbose: str | int = "auto", **settings: Any) -> TrainResult:
+          verbose: str | int = "auto", build_model: Callable[..., keras.Model] | None = None,
+          localization_loss: Callable[..., Any] | None = None, tracker_class: type[keras.Model] | None = None,
+          **settings: Any) -> TrainResult:
     """Train the detector on batched (image, (class, box)) datasets.
 
     Args:
@@ -354,24 +385,27 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
         strategy: None, "mirrored", "multiworker" or a tf.distribute.Strategy.
         callbacks: extra Keras callbacks.
         verbose: passed to `fit`.
+        build_model, localization_loss, tracker_class: your own versions of the pieces the video teaches
+            (see `Recipe`); None keeps the package's.
 
     Returns:
         A TrainResult. A run interrupted before it finished resumes from logs/backup when called again
         with the same settings; a fresh run starts when logs/backup is absent.
     """
     config = resolve_preset(preset, **settings)
+    recipe = Recipe(build_model or models.build_model, localization_loss, tracker_class or FaceTracker)
     _require_tensorboard()
     log_dir, model_path = _worker_paths(paths)
     backup, history_path = log_dir / BACKUP_DIR, log_dir / HISTORY_FILE
+    input_size = int(train_ds.element_spec[0].shape[1])
+    tracker = build_tracker(config, input_size, _batches(train_ds), make_strategy(strategy), recipe)
     resuming = (backup / "training_metadata.json").is_file()
-    _check_resume(log_dir / RUN_FILE, config, resuming)
+    _check_resume(log_dir / RUN_FILE, config, tracker.detector.count_params(), resuming)
     if not resuming:
         history_path.unlink(missing_ok=True)
     rows = read_history_rows(history_path)
     best_before = min((r[MONITOR] for r in rows if math.isfinite(r.get(MONITOR, math.nan))), default=math.inf)
 
-    input_size = int(train_ds.element_spec[0].shape[1])
-    tracker = build_tracker(config, input_size, _batches(train_ds), make_strategy(strategy))
     nan_stop, save_best = StopOnNaN(), SaveBest(model_path, best_before)
     # The model and history are written before the backup: a kill between them never skips an epoch's row.
     tracker.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=verbose, shuffle=False, callbacks=[
@@ -384,7 +418,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     best_epoch = min(finite, key=val.__getitem__) if finite else None
     saved = model_path if best_epoch is not None and model_path.is_file() else None
     return TrainResult(history, saved, plot_curves(history, log_dir / CURVES_FILE), config, best_epoch,
-                       nan_stop.stopped_at is not None, log_dir)
+                       nan_stop.stopped_at is not None, log_dir, tracker.detector.count_params())
 
 
 def train_from_paths(paths: Paths, preset: str | None = "tutorial", strategy: str | None = None,
