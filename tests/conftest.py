@@ -26,8 +26,15 @@ def save_with_labelme(label_path: Path, image_path: Path, points: list, label: s
     from labelme import LabelFile
 
     height, width = cv2.imread(str(image_path)).shape[:2]
-    shape = {"label": label, "points": [(float(x), float(y)) for x, y in points], "group_id": None,
-             "description": "", "shape_type": "rectangle", "flags": {}, "mask": None}
+    shape = {
+        "label": label,
+        "points": [(float(x), float(y)) for x, y in points],
+        "group_id": None,
+        "description": "",
+        "shape_type": "rectangle",
+        "flags": {},
+        "mask": None,
+    }
     LabelFile().save(str(label_path), [shape], os.path.relpath(image_path, label_path.parent), height, width)
     return label_path
 
