@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import save_with_labelme
 
 from facetracker.annotations import (
     check,
@@ -65,7 +66,9 @@ def only_sample(paths: Paths):
 
 @pytest.mark.parametrize("points", [(100, 60, 300, 240), (300, 240, 100, 60), (300, 60, 100, 240), (100, 240, 300, 60)])
 def test_any_click_order_gives_the_same_box(paths: Paths, points: tuple) -> None:
-    one(paths, [rect(*points)])
+    image = make_image(paths.images / "frame.jpg")
+    paths.labels.mkdir(parents=True)
+    save_with_labelme(paths.labels / "frame.json", image, [points[:2], points[2:]])  # labelme's own file
     sample = only_sample(paths)
     assert sample.box == pytest.approx((100 / 640, 60 / 480, 300 / 640, 240 / 480))
     assert sample.warnings == ()
@@ -240,6 +243,8 @@ def test_write_labelme_matches_labelme_and_keeps_click_order(tmp_path: Path) -> 
     write_labelme(label, image, (300, 200, 100, 50), 640, 480)
     assert LabelFile(str(label)).shapes[0]["points"] == [[300.0, 200.0], [100.0, 50.0]]
     assert [p.name for p in label.parent.iterdir()] == ["a.json"]  # no temporary file left behind
+    theirs = save_with_labelme(tmp_path / "labels" / "b.json", image, [(300, 200), (100, 50)])
+    assert label.read_bytes() == theirs.read_bytes()  # the very bytes labelme's writer produces
 
 
 def test_prelabel_proposes_boxes_only_where_no_label_exists(sample_paths: Paths, file_hashes) -> None:

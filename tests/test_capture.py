@@ -1,5 +1,6 @@
 """capture: frames from a real cv2.VideoCapture on a generated video file."""
 
+import re
 import uuid
 from pathlib import Path
 
@@ -45,11 +46,12 @@ def test_source_that_ends_early_keeps_and_counts_frames(tmp_path: Path, sample_v
 
 
 def test_missing_file_and_camera_errors(tmp_path: Path) -> None:
-    with pytest.raises(FaceTrackerError, match="no such video file"):
-        collect(tmp_path, source=tmp_path / "nope.mp4", count=1, preview=False)
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(FaceTrackerError, match=f"--source {re.escape(str(missing))}: no such video file"):
+        collect(tmp_path / "frames", source=missing, count=1, preview=False)
+    assert not any((tmp_path / "frames").iterdir())  # nothing saved
     with pytest.raises(FaceTrackerError, match=r"cannot open camera 99: try --source 0, or a video file"):
         open_source("99")
-    assert not (tmp_path / "nope.mp4").exists()
 
 
 def test_a_file_that_is_not_a_video(tmp_path: Path) -> None:
@@ -99,3 +101,30 @@ def test_can_open_tells_a_working_source_from_a_missing_one(tmp_path: Path, samp
     assert can_open(sample_video)
     assert not can_open(tmp_path / "missing.mp4")
     assert not can_open(99)
+
+
+def nearest_frames(saved: list[Path], frames: list[np.ndarray]) -> list[int]:
+    """For each saved image, the index of the video frame it is closest to."""
+    return [int(np.argmin([np.abs(cv2.imread(str(p)).astype(int) - f).mean() for f in frames])) for p in saved]
+
+
+def test_a_file_url_is_a_live_stream_paced_in_real_time(tmp_path: Path, sample_video: Path) -> None:
+    """file:// opens through the stream branch: frames come in order, one per read, `interval` s of wall time apart."""
+    url = sample_video.resolve().as_uri()
+    assert url.startswith("file://")
+    saved = collect(tmp_path / "frames", source=url, count=3, interval=0.3, preview=False)
+    # A stream cannot skip ahead by video time: consecutive frames, where the file path takes every 4th (0.3 s).
+    assert nearest_frames(saved, video_frames(sample_video)[:12]) == [0, 1, 2]
+    file_saved = collect(tmp_path / "file", source=sample_video, count=3, interval=0.3, preview=False)
+    assert nearest_frames(file_saved, video_frames(sample_video)[:12]) == [0, 4, 8]
+    written = [p.stat().st_mtime_ns / 1e9 for p in saved]
+    assert all(b - a >= 0.25 for a, b in zip(written, written[1:], strict=False)), written  # waits at least ~0.3 s
+
+
+def test_a_stream_that_ends_keeps_its_frames_and_says_stream(tmp_path: Path, sample_video: Path) -> None:
+    url = sample_video.resolve().as_uri()
+    with pytest.raises(FaceTrackerError, match=r"stream file://.*camera.mp4 stopped delivering frames after 30 of 32"):
+        collect(tmp_path / "frames", source=url, count=32, interval=0, preview=False)
+    assert len(list((tmp_path / "frames").glob("*.jpg"))) == 30
+    with pytest.raises(FaceTrackerError, match=r"cannot open stream file://.*missing.mp4: check the path or URL"):
+        collect(tmp_path / "frames", source=(tmp_path / "missing.mp4").as_uri(), count=1, preview=False)

@@ -4,18 +4,20 @@ import contextlib
 import io
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import matplotlib
 import numpy as np
 import pytest
+from conftest import SMALL_MODEL, save_with_labelme
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from tiny_model import tiny_model_file
 
-from facetracker.annotations import haar_detector, write_labelme
+from facetracker.annotations import haar_detector
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.evaluate import (
@@ -26,9 +28,12 @@ from facetracker.evaluate import (
     haar_detection,
     iou,
     mean_iou_true_positives,
+    natural_frames,
+    predict_images,
     prediction_grid,
     prelabel_with_model,
 )
+from facetracker.model import build_model
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
@@ -224,29 +229,61 @@ def test_haar_finds_the_portrait_face():
     assert haar_detection(haar_detector(), np.full((480, 640, 3), 90, np.uint8)) == (0.0, (0.0, 0.0, 0.0, 0.0))
 
 
-def make_project(root: Path) -> Paths:
-    """data/test with 3 face frames and 1 empty one, aug_data/test with 3 samples, and a tiny model."""
+# The constant model: score 0.8 and this box for every image. In the model's input square (the 480 px
+# centre square of a 640x480 frame, x0 = 80) it is 150 x 122.4 px at (155, 100); frame0's face is
+# 150 x 170 px at (155, 100), frame1's is moved by (+40, +60), frame2's by (-40, +20).
+CONSTANT_SCORE = 0.8
+CONSTANT_BOX_PX = (155.0, 100.0, 305.0, 222.4)
+CONSTANT_BOX = tuple(v / 480 for v in CONSTANT_BOX_PX)
+FACES = [(160, 40), (200, 100), (120, 60)]  # where portrait_frame pastes the portrait in frame0..2
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+@pytest.fixture(scope="module")
+def constant_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real small detector with zero last-layer kernels and set biases: the same output for any image."""
+    model = build_model(*SMALL_MODEL)
+    for name, values in (("score", [CONSTANT_SCORE]), ("box", CONSTANT_BOX)):
+        kernel, _ = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([np.zeros_like(kernel), np.array([logit(v) for v in values], np.float32)])
+    path = tmp_path_factory.mktemp("constant") / "constant.keras"
+    model.save(path)
+    return path
+
+
+def make_project(root: Path, model: Path) -> Paths:
+    """data/test with 3 face frames (labels saved by labelme) and 1 empty one, aug_data/test with 3 samples.
+
+    The model is copied to root/model.keras.
+    """
     paths = Paths(root)
     paths.split_images("test").mkdir(parents=True)
-    for i, (x, y) in enumerate([(160, 40), (200, 100), (120, 60)]):
-        frame, box = portrait_frame(x, y)
+    paths.split_labels("test").mkdir(parents=True)
+    for i, (x, y) in enumerate(FACES):
+        frame, (x1, y1, x2, y2) = portrait_frame(x, y)
         image = paths.split_images("test") / f"frame{i}.jpg"
         cv2.imwrite(str(image), frame)
-        write_labelme(paths.split_labels("test") / f"frame{i}.json", image, box, 640, 480)
+        save_with_labelme(paths.split_labels("test") / f"frame{i}.json", image, [(x2, y2), (x1, y1)])
     cv2.imwrite(str(paths.split_images("test") / "empty.jpg"), np.full((480, 640, 3), 90, np.uint8))
     paths.aug_images("test").mkdir(parents=True)
     paths.aug_labels("test").mkdir(parents=True)
-    for k, (cls, bbox) in enumerate([(1, [0.2, 0.2, 0.6, 0.7]), (0, [0, 0, 0, 0]), (1, [0.1, 0.3, 0.5, 0.9])]):
+    for k, (cls, bbox) in enumerate(AUGMENTED):
         cv2.imwrite(str(paths.aug_images("test") / f"frame0.{k}.jpg"), np.full((450, 450, 3), 40 * k, np.uint8))
         label = {"image": "frame0.jpg", "bbox": bbox, "class": cls}
         (paths.aug_labels("test") / f"frame0.{k}.json").write_text(json.dumps(label))
-    tiny_model_file(root)
+    (root / "model.keras").write_bytes(model.read_bytes())
     return paths
 
 
-def test_evaluate_reports_model_haar_and_augmented(tmp_path):
-    paths = make_project(tmp_path)
-    report = evaluate(paths, tmp_path / "tiny.keras", threshold=0.5)
+AUGMENTED = [(1, [0.2, 0.2, 0.6, 0.7]), (0, [0, 0, 0, 0]), (1, [0.1, 0.3, 0.5, 0.9])]
+
+
+def test_evaluate_reports_model_haar_and_augmented(tmp_path, constant_model):
+    paths = make_project(tmp_path, constant_model)
+    report = evaluate(paths, tmp_path / "model.keras", threshold=0.5)
     assert [(r.detector, r.images_from, r.images, r.faces) for r in report.results] == [
         ("model", "frames", 4, 3), ("haar", "frames", 4, 3), ("model", "augmented", 3, 2)]
     haar = report.results[1]
@@ -257,42 +294,122 @@ def test_evaluate_reports_model_haar_and_augmented(tmp_path):
     assert "AP@[.5:.95]" in table and "haar" in table and "augmented" in table
 
 
-def test_evaluate_errors_name_the_problem(tmp_path):
-    paths = make_project(tmp_path)
+def test_model_rows_match_hand_computed_metrics(tmp_path, constant_model):
+    """Every figure of both model rows, worked out by hand for the constant model."""
+    paths = make_project(tmp_path, constant_model)
+    frames, _, augmented = evaluate(paths, tmp_path / "model.keras", threshold=0.5).results
+    # Frames, in file order (ties keep it, as in pycocotools): empty, frame0, frame1, frame2. All four score
+    # 0.8 >= 0.5: 3 true positives, 1 false positive (empty), no miss.
+    assert (frames.accuracy, frames.precision, frames.recall) == pytest.approx((3 / 4, 3 / 4, 1.0))
+    assert frames.f1 == pytest.approx(2 * 0.75 / 1.75)
+    box_area, face_area = 150 * 122.4, 150 * 170
+    iou0 = box_area / face_area  # 0.72: the box lies inside frame0's face
+    iou1 = 110 * 62.4 / (box_area + face_area - 110 * 62.4)  # overlap x 195..305, y 160..222.4: 0.186
+    iou2 = 110 * 102.4 / (box_area + face_area - 110 * 102.4)  # overlap x 155..265, y 120..222.4: 0.346
+    assert frames.mean_iou == pytest.approx((iou0 + iou1 + iou2) / 3, abs=1e-5)
+    # AP@t: ranked empty (FP), frame0 (TP while t <= 0.72), frame1, frame2 (FP): precision 1/2 at recall 1/3,
+    # so 34 of the 101 recall points (0, 0.01, ..., 0.33) get 1/2, the rest 0. At t >= 0.75 nothing matches.
+    assert frames.ap50 == pytest.approx(34 * 0.5 / 101)
+    assert frames.ap50_95 == pytest.approx(5 / 10 * 34 * 0.5 / 101)  # t = 0.5 .. 0.7 of 0.5 .. 0.95
+    # Augmented: the same box in [0, 1] of the crop; A = (0.2, 0.2, 0.6, 0.7), B = (0.1, 0.3, 0.5, 0.9).
+    assert (augmented.accuracy, augmented.precision, augmented.recall) == pytest.approx((2 / 3, 2 / 3, 1.0))
+    x1, y1, x2, y2 = CONSTANT_BOX
+    area = (x2 - x1) * (y2 - y1)
+    inter_a = (0.6 - x1) * (y2 - y1)  # the box is inside A vertically
+    inter_b = (0.5 - x1) * (y2 - 0.3)
+    iou_a = inter_a / (area + 0.4 * 0.5 - inter_a)  # 0.338
+    iou_b = inter_b / (area + 0.4 * 0.6 - inter_b)  # 0.099
+    assert augmented.mean_iou == pytest.approx((iou_a + iou_b) / 2, abs=1e-5)
+    assert augmented.ap50 == 0.0 and augmented.ap50_95 == 0.0  # no IoU reaches 0.5
+
+
+def test_evaluate_threshold_moves_the_face_figures(tmp_path, constant_model):
+    """At a threshold above the constant score no image is a positive: recall 0, mean IoU undefined."""
+    paths = make_project(tmp_path, constant_model)
+    frames = evaluate(paths, tmp_path / "model.keras", threshold=0.9).results[0]
+    assert (frames.accuracy, frames.precision, frames.recall, frames.f1) == (1 / 4, 0.0, 0.0, 0.0)
+    assert math.isnan(frames.mean_iou)
+    assert frames.ap50 == pytest.approx(34 * 0.5 / 101)  # AP ranks by score: no threshold
+
+
+def test_evaluate_errors_name_the_problem(tmp_path, constant_model):
+    paths = make_project(tmp_path, constant_model)
     with pytest.raises(FaceTrackerError, match="missing.keras"):
         evaluate(paths, tmp_path / "missing.keras")
     with pytest.raises(FaceTrackerError, match="split"):
-        evaluate(paths, tmp_path / "tiny.keras", split="val")
+        evaluate(paths, tmp_path / "model.keras", split="val")
 
 
-def test_prediction_grid_writes_png(tmp_path):
-    paths = make_project(tmp_path)
-    figure = prediction_grid(paths, tmp_path / "tiny.keras", n=3, threshold=0.0, ncols=3)
+def test_prediction_grid_writes_png(tmp_path, constant_model):
+    paths = make_project(tmp_path, constant_model)
+    figure = prediction_grid(paths, tmp_path / "model.keras", n=3, threshold=0.0, ncols=3)
     png = paths.logs / "predictions.png"
     assert png.stat().st_size > 1000 and cv2.imread(str(png)) is not None
     assert len(figure.axes) == 3
 
 
-def test_prelabel_never_overwrites_and_writes_boxes(tmp_path):
-    paths = make_project(tmp_path)
+def test_prelabel_never_overwrites_and_writes_boxes(tmp_path, constant_model):
+    paths = make_project(tmp_path, constant_model)
     paths.images.mkdir(parents=True)
     for i in range(3):
         cv2.imwrite(str(paths.images / f"img{i}.jpg"), portrait_frame(100 + 40 * i)[0])
     existing = paths.labels / "img1.json"
     existing.parent.mkdir(parents=True)
     existing.write_text('{"hand": "made"}')
-    written = prelabel_with_model(paths, tmp_path / "tiny.keras", threshold=0.0)
+    written = prelabel_with_model(paths, tmp_path / "model.keras", threshold=0.5)
     assert sorted(p.name for p in written) == ["img0.json", "img2.json"]
     assert existing.read_text() == '{"hand": "made"}'
     label = json.loads(written[0].read_text())
-    (x1, y1), (x2, y2) = label["shapes"][0]["points"]
-    assert label["shapes"][0]["label"] == "face" and 0 <= x1 <= x2 <= 640 and 0 <= y1 <= y2 <= 480
-    assert prelabel_with_model(paths, tmp_path / "tiny.keras", threshold=0.0) == []  # nothing left to propose
+    assert label["shapes"][0]["label"] == "face"
+    # The constant box in frame pixels: the centre square starts at x = 80; 222.4 rounds to 222.
+    assert label["shapes"][0]["points"] == [[235.0, 100.0], [385.0, 222.0]]
+    assert prelabel_with_model(paths, tmp_path / "model.keras", threshold=0.5) == []  # nothing left to propose
 
 
-def test_prelabel_below_threshold_writes_nothing(tmp_path):
-    paths = make_project(tmp_path)
+def test_prelabel_below_threshold_writes_nothing(tmp_path, constant_model):
+    paths = make_project(tmp_path, constant_model)
     paths.images.mkdir(parents=True)
     cv2.imwrite(str(paths.images / "img.jpg"), portrait_frame()[0])
-    assert prelabel_with_model(paths, tmp_path / "tiny.keras", threshold=1.01) == []
+    assert prelabel_with_model(paths, tmp_path / "model.keras", threshold=0.81) == []  # scored 0.8
     assert not paths.labels.exists()
+    assert [p.name for p in prelabel_with_model(paths, tmp_path / "model.keras", threshold=0.79)] == ["img.json"]
+
+
+@pytest.mark.slow
+def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_model_file):
+    """`facetracker evaluate` through the installed entry point, on split sample data with the real small model.
+
+    The untrained model's scores differ a little from frame to frame; at their median as --threshold about
+    half the frames are positives, so no figure is trivially 0 or 1.
+    """
+    from facetracker.realtime import Detector
+    from facetracker.split import split_dataset
+
+    paths = Paths(sample_root)
+    split_dataset(paths)
+    samples, truth = natural_frames(paths, "train", "face")
+    assert 0 < sum(t is None for t in truth) < len(truth)  # faces and empty frames
+    scores = predict_images(Detector.load(small_model_file), [s.image for s in samples])[0]
+    threshold = float(np.median(scores))
+    command = Path(sys.executable).with_name("facetracker")
+    argv = [str(command)] if command.is_file() else [sys.executable, "-m", "facetracker.cli"]
+    done = subprocess.run([*argv, "--root", str(sample_root), "evaluate", "--model", str(small_model_file),
+                           "--split", "train", "--threshold", repr(threshold), "--grid", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads((paths.logs / "evaluation.json").read_text())
+    assert cv2.imread(str(paths.logs / "predictions.png")) is not None
+    expected = evaluate(paths, small_model_file, "train", threshold, output=sample_root / "api.json").to_dict()
+    assert saved["threshold"] == threshold and [r["detector"] for r in saved["results"]] == ["model", "haar"]
+    model = saved["results"][0]
+    assert 0 < model["precision"] < 1 and 0 < model["recall"] < 1 and model["precision"] != model["recall"]
+    for got, want in zip(saved["results"], expected["results"], strict=True):
+        assert (got["images"], got["faces"]) == (len(samples), sum(t is not None for t in truth))
+        for key in ("accuracy", "precision", "recall", "f1", "mean_iou", "ap50", "ap50_95"):
+            assert got[key] == pytest.approx(want[key], abs=1e-6), key
+            assert 0.0 <= got[key] <= 1.0, key
+    rows = {line[:16].strip(): line[16:].split() for line in done.stdout.splitlines()}
+    assert rows["images"] == [str(len(samples))] * 2
+    for key, label in (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
+                       ("ap50", "AP@0.5")):
+        assert [float(cell) for cell in rows[label]] == [round(r[key], 3) for r in saved["results"]], label

@@ -98,6 +98,7 @@ def test_bad_arguments_name_the_fix(kwargs: dict, message: str) -> None:
         build_model(input_size=SIZE, **kwargs)
 
 
+@pytest.mark.slow  # a fresh interpreter (KERAS_HOME is read at import): about 5 s
 def test_offline_imagenet_says_how_to_supply_the_weights(tmp_path: Path) -> None:
     """A failed download (empty KERAS_HOME, an unreachable URL) ends in our message, fast."""
     script = (

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import save_with_labelme
 
 from facetracker.annotations import detect_largest, haar_detector, load_samples
 from facetracker.config import FRAME_HEIGHT, FRAME_WIDTH, Paths
@@ -136,3 +137,18 @@ def test_video_round_trips_through_videocapture(tmp_path: Path, suffix: str) -> 
     cap.release()
     assert len(frames) == 12 and frames[0].shape == (FRAME_HEIGHT, FRAME_WIDTH, 3)
     assert np.abs(frames[0].astype(int) - frames[6]).mean() > 1  # the face moves
+
+
+def test_labels_are_byte_for_byte_what_labelme_writes(tmp_path: Path) -> None:
+    """Re-saving each label with labelme's own writer (same points, same order) changes no byte."""
+    paths = Paths(tmp_path)
+    make_sample_data(paths, count=4, negatives=0.25, seed=3)
+    labels = sorted(paths.labels.glob("*.json"))
+    assert len(labels) == 3
+    for label in labels:
+        ours = label.read_bytes()
+        points = json.loads(ours)["shapes"][0]["points"]
+        resaved = paths.data / "resaved"  # beside data/labels: the same relative imagePath
+        resaved.mkdir(exist_ok=True)
+        theirs = save_with_labelme(resaved / label.name, paths.images / f"{label.stem}.jpg", points)
+        assert theirs.read_bytes() == ours, label.name
