@@ -68,6 +68,9 @@ def run_demo(paths: Paths, preset: str = "quick", frames: int = DEMO_FRAMES, per
     from facetracker.sample_data import make_sample_data
     from facetracker.split import split_dataset
 
+    for flag, value in (("--frames", frames), ("--per-image", per_image)):
+        if value < 1:
+            raise FaceTrackerError(f"{flag} {value}: give a number >= 1, or leave it out for the default.")
     report = DemoReport(paths)
     report.run("sample-data", lambda: make_sample_data(paths, count=frames, seed=seed))
     checked = report.run("check", lambda: check(paths))
