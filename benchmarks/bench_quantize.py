@@ -25,17 +25,25 @@ SETTINGS = {
 }
 TUTORIAL = "tutorial per-frame model.predict"
 KERAS = "Keras float32 (Detector, tf.function)"
+AP_MARGIN = 0.02  # the target: a quantized model's AP@0.5 within this of float32
 
 
 def agreement(reference: tuple, other: tuple) -> tuple[float, float]:
-    """(share of equal decisions at 0.5, mean IoU of the boxes) between two (scores, boxes) outputs."""
+    """(share of equal decisions at 0.5, mean IoU of the boxes) between two (scores, boxes) outputs.
+
+    The IoU covers only inputs where the reference box has an area: a random model's boxes are often
+    points, whose IoU is 0 however close the two outputs are (NaN when no box has an area).
+    """
     import numpy as np
 
     from facetracker.evaluate import iou
     from facetracker.export import ordered
 
     (s1, b1), (s2, b2) = reference, other
-    return float(np.mean((s1 >= 0.5) == (s2 >= 0.5))), float(np.mean(iou(ordered(b1), ordered(b2))))
+    b1, b2 = ordered(b1), ordered(b2)
+    sized = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1]) > 1e-4
+    box_iou = float(np.mean(iou(b1[sized], b2[sized]))) if sized.any() else float("nan")
+    return float(np.mean((s1 >= 0.5) == (s2 >= 0.5))), box_iou
 
 
 def model_file(backbone: str, root: Path, epochs: int) -> tuple[Path, bool]:
@@ -118,7 +126,7 @@ def run(quick: bool) -> dict:
             f"{1000 / r['ms']['median']:.0f}", f"{keras_ms / r['ms']['median']:.2f}x",
             f"{tutorial['ms']['median'] / r['ms']['median']:.1f}x" if tutorial else None,
             cell(r.get("size_mb"), ".2f"), cell(r.get("ap50"), ".3f"), cell(r.get("mean_iou"), ".3f"),
-            None if "agreement" not in r else f"{r['agreement']:.0%} / {r['box_iou']:.3f}",
+            None if "agreement" not in r else f"{r['agreement']:.0%} / {cell(r['box_iou'], '.3f') or '-'}",
         ])
     result = {
         "title": "Quantized export: speed, size and accuracy per backbone",
@@ -136,39 +144,51 @@ def run(quick: bool) -> dict:
     return result
 
 
+def keeps_accuracy(row: dict, reference: dict) -> bool:
+    """Whether a trained row's AP@0.5 is within AP_MARGIN of the float32 model's."""
+    return row.get("ap50") is not None and reference.get("ap50") is not None and \
+        row["ap50"] >= reference["ap50"] - AP_MARGIN
+
+
 def findings(by: dict) -> tuple[list[str], list[dict]]:
     """Sentences and target verdicts built from the measured rows."""
     notes, targets = [], []
+    small = {way: r for (backbone, way), r in by.items() if backbone == "small"}
+    trained = bool(small) and small[KERAS]["trained"]
+    # The quantizations that keep AP@0.5 within the margin on the trained small model (all, if it is untrained).
+    safe = {w.removeprefix("TFLite ") for w, r in small.items() if w.startswith("TFLite")
+            and (not trained or keeps_accuracy(r, small[KERAS]))}
+    if trained:
+        for way, r in small.items():
+            if way != KERAS and r.get("ap50") is not None:
+                notes.append(f"small, trained, {way}: AP@0.5 {r['ap50']:.3f} against {small[KERAS]['ap50']:.3f} as "
+                             f"Keras float32 ({r['ap50'] - small[KERAS]['ap50']:+.3f}).")
     vgg = {way: r for (backbone, way), r in by.items() if backbone == "vgg16"}
     if TUTORIAL in vgg:
         base = vgg[TUTORIAL]["ms"]["median"]
-        tflite = {w: r for w, r in vgg.items() if w.startswith("TFLite")}
+        tflite = {w: r for w, r in vgg.items() if w.startswith("TFLite") and w.removeprefix("TFLite ") in safe}
         best = min(tflite, key=lambda w: tflite[w]["ms"]["median"])
         speedup = base / tflite[best]["ms"]["median"]
-        floor = min(r["ms"]["median"] for r in tflite.values())
         targets.append({
             "target": "VGG16 >= 4x faster than the tutorial's per-frame predict, AP@0.5 within 0.02 of float32",
-            "measured": f"{best}: {speedup:.1f}x ({tflite[best]['ms']['median']:.0f} vs {base:.0f} ms); decisions "
-                        f"agree with float32 on {tflite[best]['agreement']:.0%}, box IoU {tflite[best]['box_iou']:.3f} "
-                        "(AP not measurable: no trained VGG16 offline)",
-            "met": speedup >= 4,
+            "measured": f"{best}: {speedup:.1f}x ({tflite[best]['ms']['median']:.0f} vs {base:.0f} ms). AP of VGG16 "
+                        "not measurable here (no trained VGG16 offline)"
+                        + (f"; the same quantization keeps the trained small model's AP@0.5 within {AP_MARGIN}"
+                           if trained else ""),
+            "met": "speed met, AP not measurable" if speedup >= 4 else False,
             "reason": "" if speedup >= 4 else
-                      f"the fastest VGG16 file still needs {floor:.0f} ms per frame on this CPU: its 8.7 GFLOPs "
-                      "of convolutions, not the calling overhead, set the time",
+                      f"the fastest VGG16 file that keeps accuracy still needs {tflite[best]['ms']['median']:.0f} ms "
+                      "per frame on this CPU: its convolutions, not the calling overhead, set the time",
         })
-    small = {way: r for (backbone, way), r in by.items() if backbone == "small"}
     if small:
-        best = min(small, key=lambda w: small[w]["ms"]["median"])
+        candidates = {w: r for w, r in small.items() if w == KERAS or w.removeprefix("TFLite ") in safe}
+        best = min(candidates, key=lambda w: candidates[w]["ms"]["median"])
         fps = 1000 / small[best]["ms"]["median"]
         targets.append({
             "target": "small model >= 500 frames/s (640x480 frame in, box out)",
-            "measured": f"{best}: {fps:.0f} frames/s",
+            "measured": f"{best}: {fps:.0f} frames/s" + (f", AP@0.5 {small[best]['ap50']:.3f}" if trained else ""),
             "met": fps >= 500,
             "reason": "" if fps >= 500 else f"{small[best]['ms']['median']:.2f} ms per frame with preprocessing "
                       "(crop, resize, colour conversion) and one interpreter call per frame",
         })
-        keras_ap, int8 = small[KERAS].get("ap50"), small.get("TFLite int8", {})
-        if keras_ap is not None and int8.get("ap50") is not None:
-            notes.append(f"small, trained: AP@0.5 {keras_ap:.3f} as Keras float32 and {int8['ap50']:.3f} as a full "
-                         f"int8 file, {small[KERAS]['size_mb'] / int8['size_mb']:.1f}x smaller on disk.")
     return notes, targets

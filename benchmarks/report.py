@@ -59,7 +59,10 @@ def table(spec: dict) -> list[str]:
     return lines + [""]
 
 
-def verdict(met: bool | None) -> str:
+def verdict(met: bool | str | None) -> str:
+    """**met**, **not met**, n/a, or a verdict in words (e.g. one part met, the other not measurable)."""
+    if isinstance(met, str):
+        return met
     return "n/a" if met is None else ("**met**" if met else "**not met**")
 
 
