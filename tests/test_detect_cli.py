@@ -33,6 +33,7 @@ def run(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(ENTRY_POINT), *argv], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_detect_on_a_folder_with_a_corrupt_file(sample_root, tflite_file):
     images = sorted((sample_root / "data" / "images").glob("*.jpg"))
     (sample_root / "data" / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
@@ -66,6 +67,7 @@ def test_detect_on_a_glob_draws_only_confident_boxes(sample_root, model_file, tm
     assert cv2.absdiff(drawn, original).mean() < 3  # only JPEG re-encoding: no box under threshold 1.0
 
 
+@pytest.mark.slow
 def test_detect_video_through_the_entry_point(sample_video, tflite_file, tmp_path):
     output = tmp_path / "annotated.avi"
     done = run("detect", "--source", str(sample_video), "--model", str(tflite_file), "--no-display",
@@ -78,6 +80,7 @@ def test_detect_video_through_the_entry_point(sample_video, tflite_file, tmp_pat
     assert count == 30
 
 
+@pytest.mark.slow
 def test_tflite_detect_imports_no_heavy_library(sample_video, tflite_file, tmp_path):
     """What `facetracker detect --model x.tflite` loads: never Albumentations, and neither TensorFlow, Keras
     nor matplotlib where LiteRT (ai_edge_litert) is installed."""

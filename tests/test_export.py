@@ -33,6 +33,7 @@ def tflite_file(model_file, tmp_path_factory) -> Path:
     return export_model(model_file, fmt="tflite", out_dir=tmp_path_factory.mktemp("export"))
 
 
+@pytest.mark.slow
 def test_savedmodel_round_trip(model_file, tmp_path):
     exported = export_model(model_file, fmt="savedmodel", out_dir=tmp_path / "export")
     assert exported == tmp_path / "export" / "small_savedmodel" and (exported / "saved_model.pb").is_file()
@@ -41,6 +42,7 @@ def test_savedmodel_round_trip(model_file, tmp_path):
     assert max(check.max_score_diff, check.max_box_diff) <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", QUANTIZATIONS)
 def test_each_quantization_exports_loads_and_agrees(quantize, model_file, frames, tflite_file, tmp_path):
     exported = export_model(model_file, "tflite", tmp_path, quantize=quantize, representative=frames)
@@ -55,6 +57,7 @@ def test_each_quantization_exports_loads_and_agrees(quantize, model_file, frames
         assert exported.stat().st_size < 0.6 * tflite_file.stat().st_size
 
 
+@pytest.mark.slow
 def test_int8_with_a_broken_calibration_fails_its_check(model_file, frames, tmp_path):
     for name, representative in (("zeros", np.zeros_like(frames)), ("0-255 scale", frames * 255)):
         exported = export_model(model_file, "tflite", tmp_path / name, quantize="int8", representative=representative)
@@ -105,6 +108,7 @@ def write_images(folder: Path, frames: np.ndarray) -> None:
         cv2.imwrite(str(folder / f"frame{i:02d}.jpg"), cv2.cvtColor((x * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
 
 
+@pytest.mark.slow
 def test_export_int8_through_the_entry_point(model_file, frames, tmp_path):
     root = tmp_path / "project"
     write_images(root / "aug_data" / "train" / "images", frames)
