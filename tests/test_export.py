@@ -33,7 +33,6 @@ def tflite_file(model_file, tmp_path_factory) -> Path:
     return export_model(model_file, fmt="tflite", out_dir=tmp_path_factory.mktemp("export"))
 
 
-@pytest.mark.slow
 def test_savedmodel_round_trip(model_file, tmp_path):
     exported = export_model(model_file, fmt="savedmodel", out_dir=tmp_path / "export")
     assert exported == tmp_path / "export" / "small_savedmodel" and (exported / "saved_model.pb").is_file()
@@ -42,7 +41,6 @@ def test_savedmodel_round_trip(model_file, tmp_path):
     assert max(check.max_score_diff, check.max_box_diff) <= 1e-5
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("quantize", QUANTIZATIONS)
 def test_each_quantization_exports_loads_and_agrees(quantize, model_file, frames, tflite_file, tmp_path):
     exported = export_model(model_file, "tflite", tmp_path, quantize=quantize, representative=frames)
