@@ -151,13 +151,13 @@ def test_detect_rejects_unknown_output_type(tmp_path, model_file, sample_video):
 
 @pytest.mark.slow
 def test_live_recording_lasts_as_long_as_the_run(tmp_path):
-    """A file:// URL opens as a live source; a slow model (about 60 ms/frame) on a 60 fps stream.
+    """A file:// URL opens as a live source: a 240 fps stream and a slower model (the small one at 480 px).
 
-    Writing each frame once at the stream's rate would give a clip of 20/60 s; the run takes over a second.
+    Writing each frame once at the stream's rate would give a clip of 30/240 s, far shorter than the run.
     """
     from facetracker.sample_data import write_sample_video
 
-    source = write_sample_video(tmp_path / "stream.mp4", frames=20, fps=60)
+    source = write_sample_video(tmp_path / "stream.mp4", frames=30, fps=240)
     model = tmp_path / "slow.keras"
     build_model("small", 480, "none", 16).save(model)
     output = tmp_path / "live.avi"
@@ -166,8 +166,8 @@ def test_live_recording_lasts_as_long_as_the_run(tmp_path):
     fps = capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     duration = len(read_all(output)) / fps
-    assert summary.frames == 20 and fps == pytest.approx(60.0)
-    assert summary.seconds > 0.5  # the model is slower than the stream, or this test proves nothing
+    assert summary.frames == 30 and fps == pytest.approx(240.0)
+    assert summary.seconds > 2 * summary.frames / fps  # the model is slower than the stream, or this proves nothing
     assert duration == pytest.approx(summary.seconds, rel=0.1)
 
 
