@@ -97,23 +97,43 @@ def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
 
 
 def _detect(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.realtime import detect
+    from facetracker.capture import parse_source
+    from facetracker.realtime import detect, image_files
 
+    output = args.output
+    if output is None and image_files(parse_source(args.source)) is not None:
+        output = next_run_dir(paths.root / "runs" / "detect")  # images: a run folder of its own
     summary = detect(source=args.source, model=args.model or paths.model, threshold=args.threshold,
-                     output=args.output, display=False if args.no_display else None, class_name=args.cls,
+                     output=output, display=False if args.no_display else None, class_name=args.cls,
                      max_frames=args.max_frames, mode=args.mode)
     print(summary.format())
+
+
+def next_run_dir(parent: Path, name: str = "predict") -> Path:
+    """A run folder of its own: parent/predict, then predict2, predict3, ... (never overwrites an earlier run)."""
+    run, number = parent / name, 1
+    while run.exists():
+        number += 1
+        run = parent / f"{name}{number}"
+    return run
 
 
 def _export(args: argparse.Namespace, paths: Paths) -> int:
     from facetracker.export import check_export, export_model
 
     model = args.model or paths.model
-    out = export_model(model, fmt=args.format, out_dir=args.out or paths.root / "export")
-    print(f"exported {args.format} model to {out}")
-    check = check_export(model, out)
+    calibration = args.calibration or paths.aug_images("train")
+    out = export_model(model, fmt=args.format, out_dir=args.out or paths.root / "export", quantize=args.quantize,
+                       representative=calibration if args.quantize == "int8" else None)
+    print(f"exported {args.format} model ({args.quantize}) to {out} ({file_size(out) / 1e6:.2f} MB)")
+    check = check_export(model, out, images=paths.aug_images("val"))
     print(check.format())
     return 0 if check.ok else 1
+
+
+def file_size(path: Path) -> int:
+    """Bytes of a file, or of every file below a folder."""
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _demo(args: argparse.Namespace, paths: Paths) -> None:
@@ -196,19 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--grid", type=int, default=12, metavar="N", help="draw N predictions (0: none)")
     _add_class(sub)
 
-    sub = step("detect", _detect, "run the detector on a camera, video file or URL")
-    sub.add_argument("--source", default="0")
+    sub = step("detect", _detect, "run the detector on a camera, video file, URL, or a folder of images")
+    sub.add_argument("--source", default="0", help="camera index, video file, URL, image folder or glob ('a/*.jpg')")
     sub.add_argument("--model", type=Path, help=".keras or .tflite (default: facetracker.keras)")
     sub.add_argument("--threshold", type=float, default=0.5)
-    sub.add_argument("--output", type=Path, help="write the annotated video here")
+    sub.add_argument("--output", type=Path,
+                     help="annotated video (.mp4/.avi); for images, a folder (default: runs/detect/predictN)")
     sub.add_argument("--no-display", action="store_true")
     sub.add_argument("--max-frames", type=int)
     sub.add_argument("--mode", choices=["crop", "letterbox"], default="crop",
                      help="how a frame becomes the square input (default: centre crop)")
     _add_class(sub)
 
-    sub = step("export", _export, "export the model as a SavedModel or TFLite file")
+    sub = step("export", _export, "export the model as a SavedModel or TFLite file (optionally quantized)")
     sub.add_argument("--format", choices=["savedmodel", "tflite"], default="tflite")
+    sub.add_argument("--quantize", choices=["none", "float16", "dynamic", "int8"], default="none",
+                     help="TFLite only: float16 or int8 weights (dynamic), or full int8 (default: none)")
+    sub.add_argument("--calibration", type=Path,
+                     help="int8: folder of training images to calibrate on (default: aug_data/train/images)")
     sub.add_argument("--model", type=Path)
     sub.add_argument("--out", type=Path, help="output folder (default: export/)")
 

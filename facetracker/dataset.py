@@ -8,8 +8,8 @@ error naming the file), and every element has static shapes:
 image [120, 120, 3] float32 in [0, 1], labels ([class], [x1, y1, x2, y2]).
 
 `make_frame_dataset` reads natural frames (data/<split>, labelme labels) the way the
-real-time path sees them: the centre square of the frame, resized to 120. `center_square`
-and `box_to_square` hold that geometry for reuse.
+real-time path sees them: the centre square of the frame, resized to 120 (the geometry lives in
+`facetracker.geometry`).
 """
 
 import json
@@ -22,10 +22,11 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from facetracker.annotations import Box, load_samples
+from facetracker.annotations import load_samples
 from facetracker.augment import MIN_VISIBILITY
 from facetracker.config import BATCH_SIZE, CLASS_NAME, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.geometry import box_to_square, center_square
 
 SHUFFLE_CAP = 10_000  # shuffle buffer = dataset size up to this many (paths, not decoded images)
 PREFETCH = 4  # batches, as in the video
@@ -118,28 +119,6 @@ def make_dataset(images_dir: Path, labels_dir: Path, batch_size: int = BATCH_SIZ
     dataset = dataset.map(lambda path, cls, box: (to_network_input(decode_image(path), image_size), (cls, box)),
                           num_parallel_calls=PARALLEL_CALLS)
     return finish(dataset, batch_size)
-
-
-def center_square(width: int, height: int) -> tuple[int, int, int]:
-    """(x0, y0, side) of the centred square of a frame: 640x480 -> (80, 0, 480)."""
-    side = min(width, height)
-    return (width - side) // 2, (height - side) // 2, side
-
-
-def box_to_square(box_norm: Box, width: int, height: int, min_visibility: float = 0.0) -> Box | None:
-    """A box normalised to the frame, re-normalised to the frame's centre square and clipped.
-
-    Returns None (a negative) when no part of the box is inside the square, or less than
-    `min_visibility` of its area.
-    """
-    x0, y0, side = center_square(width, height)
-    x1, y1, x2, y2 = (box_norm[0] * width - x0, box_norm[1] * height - y0,
-                      box_norm[2] * width - x0, box_norm[3] * height - y0)
-    cx1, cy1, cx2, cy2 = (min(max(v, 0.0), float(side)) for v in (x1, y1, x2, y2))
-    visible = max(cx2 - cx1, 0.0) * max(cy2 - cy1, 0.0)
-    if visible <= 0.0 or visible < min_visibility * (x2 - x1) * (y2 - y1):
-        return None
-    return cx1 / side, cy1 / side, cx2 / side, cy2 / side
 
 
 def frame_labels(images_dir: Path, labels_dir: Path, class_name: str,

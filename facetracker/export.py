@@ -2,93 +2,247 @@
 
 - SavedModel: Keras 3's `model.export(path, format="tf_saved_model")`, a standalone folder with
   a `serve` endpoint (TF Serving, `tf.saved_model.load`).
-- TFLite: `tf.lite.TFLiteConverter.from_keras_model`, float32 (no quantisation), one `.tflite`
-  file that `facetracker detect --model model.tflite` runs with the TFLite interpreter.
+- TFLite (LiteRT): Keras 3's `model.export(path, format="litert", ...)`, one `.tflite` file that
+  `facetracker detect --model model.tflite` runs with the LiteRT interpreter. Keras passes the
+  quantization settings on to TensorFlow's TFLite converter, which is deprecated in TF 2.21 but is
+  still the only converter for a Keras 3 model that offers quantization:
+  - `none`: float32;
+  - `float16`: float16 weights (half the file), float32 arithmetic;
+  - `dynamic`: int8 weights, activations quantized on the fly;
+  - `int8`: full-integer weights and activations, calibrated on a representative set of training
+    images (`calibration_images`); the file keeps float32 inputs and outputs.
 
-`check_export` runs the exported model and the Keras model on the same inputs and reports the
-largest difference. Measured on small conv models: SavedModel ~1e-7, TFLite (XNNPACK) ~1e-6;
-the tolerances below leave room for a deep VGG16.
+`check_export` runs the exported model and the Keras model on the same inputs (real images when
+there are any). Float exports are judged by their largest output difference; `dynamic` and `int8`
+change the numbers by design, so they are judged by what the user sees: whether the score decision
+at the threshold agrees, and how well the boxes overlap (mean IoU).
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from facetracker.config import IMAGE_EXTENSIONS
 from facetracker.errors import FaceTrackerError
 from facetracker.realtime import Detector, load_keras_model
 
 FORMATS = ("savedmodel", "tflite")
-TOLERANCE = {"savedmodel": 1e-5, "tflite": 1e-4}  # largest |difference| of score and box outputs
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+# Largest accepted |difference| of score and box outputs, for exports judged by difference.
+TOLERANCE = {"savedmodel": 1e-5, "none": 1e-4, "float16": 1e-2}
+# Exports judged by decisions: least share of agreeing score decisions and least mean IoU of the boxes.
+MIN_AGREEMENT = 0.9
+MIN_MEAN_IOU = 0.8
+CALIBRATION_IMAGES = 200  # representative images for int8 (TF's guide suggests about 100-500)
+CHECK_IMAGES = 64  # real images compared in `check_export`
 
 
 def load_keras(model_path: Path):
     """The Keras model at `model_path` (safe mode); a clear error when it is missing."""
     if not model_path.is_file() or model_path.suffix != ".keras":
-        raise FaceTrackerError(f"model {model_path} not found (or not a .keras file); train one first "
-                               "(facetracker train) or pass --model PATH.")
+        raise FaceTrackerError(
+            f"model {model_path} not found (or not a .keras file); train one first "
+            "(facetracker train) or pass --model PATH."
+        )
     return load_keras_model(model_path)
 
 
-def export_path(model_path: Path, fmt: str, out_dir: Path) -> Path:
-    """Where `export_model` writes: <out_dir>/<model stem>.tflite or <out_dir>/<model stem>_savedmodel/."""
+def export_path(model_path: Path, fmt: str, out_dir: Path, quantize: str = "none") -> Path:
+    """Where `export_model` writes: <out_dir>/<stem>[_<quantize>].tflite or <out_dir>/<stem>_savedmodel/."""
     if fmt not in FORMATS:
         raise FaceTrackerError(f"export format {fmt!r} unknown; use one of {', '.join(FORMATS)}.")
-    return out_dir / (f"{model_path.stem}.tflite" if fmt == "tflite" else f"{model_path.stem}_savedmodel")
+    if quantize not in QUANTIZATIONS:
+        raise FaceTrackerError(f"--quantize {quantize!r} unknown; use one of {', '.join(QUANTIZATIONS)}.")
+    if fmt == "savedmodel":
+        if quantize != "none":
+            raise FaceTrackerError(f"--quantize {quantize} needs --format tflite; a SavedModel stays float32.")
+        return out_dir / f"{model_path.stem}_savedmodel"
+    return out_dir / (f"{model_path.stem}.tflite" if quantize == "none" else f"{model_path.stem}_{quantize}.tflite")
 
 
-def export_model(model_path: Path | str, fmt: str = "savedmodel", out_dir: Path | str = Path("export")) -> Path:
-    """Export a .keras model as a SavedModel folder or a float32 .tflite file; returns its path."""
+def load_images(folder: Path, size: int, count: int, seed: int = 0) -> np.ndarray:
+    """Up to `count` images of a folder (a seeded random pick), resized as the model expects: [N, S, S, 3] in [0, 1].
+
+    The augmented images are the crops the model was trained on, so they are resized whole, like
+    `dataset.to_network_input` (bilinear); unreadable files are left out.
+    """
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
+    picked = np.random.default_rng(seed).permutation(len(files))[:count]
+    images = []
+    for index in sorted(picked):
+        image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
+        if image is not None:
+            resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+            images.append(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
+    return np.stack(images) if images else np.zeros((0, size, size, 3), np.float32)
+
+
+def calibration_images(folder: Path, size: int, count: int = CALIBRATION_IMAGES) -> np.ndarray:
+    """The representative set for int8: images of `folder` (aug_data/train/images); an error when there are none."""
+    images = load_images(folder, size, count)
+    if not len(images):
+        raise FaceTrackerError(
+            f"--quantize int8 calibrates on real images, and {folder} has none; run `facetracker augment` "
+            "first or pass --calibration FOLDER of training images."
+        )
+    return images
+
+
+def converter_options(quantize: str, representative: np.ndarray | None = None) -> dict:
+    """Settings for `model.export(format="litert")`, passed on to the TFLite converter."""
     import tensorflow as tf
 
+    # Builtin ops only: a file that needs TF ops ("Flex") would not run on LiteRT alone.
+    options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    if quantize == "none":
+        return options
+    options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        options["target_spec"]["supported_types"] = [tf.float16]
+    elif quantize == "int8":
+        options["target_spec"]["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+
+        def samples() -> Iterator[list[np.ndarray]]:
+            for image in representative:
+                yield [image[None].astype(np.float32)]
+
+        options["representative_dataset"] = samples
+    return options
+
+
+def export_model(
+    model_path: Path | str,
+    fmt: str = "savedmodel",
+    out_dir: Path | str = Path("export"),
+    quantize: str = "none",
+    representative: np.ndarray | Path | None = None,
+) -> Path:
+    """Export a .keras model as a SavedModel folder or a .tflite file; returns its path.
+
+    Args:
+        model_path: the trained .keras model.
+        fmt: "savedmodel" or "tflite".
+        out_dir: folder to write into.
+        quantize: one of QUANTIZATIONS (TFLite only).
+        representative: int8 only: images [N, S, S, 3] in [0, 1] to calibrate on, or a folder of them
+            (aug_data/train/images), of which `calibration_images` reads up to CALIBRATION_IMAGES.
+    Returns:
+        the exported file or folder.
+    """
     model_path, out_dir = Path(model_path), Path(out_dir)
-    target = export_path(model_path, fmt, out_dir)
+    target = export_path(model_path, fmt, out_dir, quantize)
+    if quantize == "int8" and representative is None:
+        raise FaceTrackerError("--quantize int8 needs representative images; pass --calibration FOLDER.")
     model = load_keras(model_path)
+    if quantize == "int8" and isinstance(representative, Path):
+        representative = calibration_images(representative, int(model.input_shape[1]))
     if out_dir.exists() and not out_dir.is_dir():
         raise FaceTrackerError(f"--out {out_dir} is a file; give a folder for the exported model.")
     out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "savedmodel":
         model.export(str(target), format="tf_saved_model", verbose=False)
     else:
-        target.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+        model.export(str(target), format="litert", verbose=False, **converter_options(quantize, representative))
     return target
 
 
 @dataclass(frozen=True)
 class ExportCheck:
-    """How far an exported model's outputs are from the Keras model's."""
+    """How an exported model's outputs compare with the Keras model's on the same inputs."""
 
     exported: Path
+    inputs: str  # what the inputs were ("64 images of aug_data/val/images", "8 random inputs")
     max_score_diff: float
     max_box_diff: float
-    tolerance: float
+    agreement: float  # share of inputs where both models decide the same at `threshold`
+    mean_iou: float  # mean IoU between the two models' boxes
+    tolerance: float | None  # largest accepted difference; None: judged by agreement and IoU
+    threshold: float = 0.5
 
     @property
     def ok(self) -> bool:
-        return max(self.max_score_diff, self.max_box_diff) <= self.tolerance
+        if self.tolerance is not None:
+            return max(self.max_score_diff, self.max_box_diff) <= self.tolerance
+        return self.agreement >= MIN_AGREEMENT and self.mean_iou >= MIN_MEAN_IOU
 
     def format(self) -> str:
         """One line for the CLI."""
         verdict = "OK" if self.ok else "TOO FAR"
-        return (f"{self.exported}: max |diff| score {self.max_score_diff:.2e}, box {self.max_box_diff:.2e} "
-                f"(tolerance {self.tolerance:.0e}): {verdict}")
+        diff = f"max |diff| score {self.max_score_diff:.2e}, box {self.max_box_diff:.2e}"
+        decisions = f"decisions agree on {self.agreement:.1%} at {self.threshold}, box mean IoU {self.mean_iou:.3f}"
+        if self.tolerance is not None:
+            rule = f"{diff} (tolerance {self.tolerance:.0e}); {decisions}"
+        else:
+            rule = f"{decisions} (need >= {MIN_AGREEMENT:.0%} and >= {MIN_MEAN_IOU}); {diff}"
+        return f"{self.exported} on {self.inputs}: {rule}: {verdict}"
 
 
-def check_export(model_path: Path | str, exported: Path | str, samples: int = 8, tolerance: float | None = None,
-                 seed: int = 0, inputs: np.ndarray | None = None) -> ExportCheck:
+def ordered(boxes: np.ndarray) -> np.ndarray:
+    """Boxes [N, 4] with their corners sorted to (x1, y1, x2, y2), as `detect` draws them."""
+    xs, ys = np.sort(boxes[:, [0, 2]], axis=1), np.sort(boxes[:, [1, 3]], axis=1)
+    return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
+
+
+def quantization_of(exported: Path) -> str:
+    """The export kind named by `export_path`: savedmodel, or the quantization of a .tflite file."""
+    if exported.suffix != ".tflite":
+        return "savedmodel"
+    return next((q for q in QUANTIZATIONS[1:] if exported.stem.endswith(f"_{q}")), "none")
+
+
+def check_export(
+    model_path: Path | str,
+    exported: Path | str,
+    samples: int = 8,
+    tolerance: float | None = None,
+    seed: int = 0,
+    inputs: np.ndarray | None = None,
+    threshold: float = 0.5,
+    kind: str | None = None,
+    images: Path | None = None,
+) -> ExportCheck:
     """Compare an exported model with the Keras model on the same inputs.
 
     Args:
         model_path: the .keras model.
         exported: the SavedModel folder or .tflite file made from it.
         samples, seed: how many random inputs in [0, 1] to use when `inputs` is None.
-        tolerance: largest accepted |difference| (default: TOLERANCE of the exported format).
-        inputs: model inputs [N, S, S, 3] in [0, 1], e.g. real frames through `frame_to_input`.
+        tolerance: largest accepted |difference| (default: TOLERANCE of the export kind; None there means
+            judged by decision agreement and box IoU).
+        inputs: model inputs [N, S, S, 3] in [0, 1], e.g. real images through `load_images`.
+        threshold: score threshold of the decisions compared.
+        kind: "savedmodel" or a quantization (default: read from the file name).
+        images: a folder of real images (e.g. aug_data/val/images) to compare on, up to CHECK_IMAGES of them;
+            used when `inputs` is None and the folder has images.
     """
+    from facetracker.evaluate import iou
+
+    exported = Path(exported)
     keras_detector, other = Detector.load(model_path), Detector.load(exported)
     size = keras_detector.size
-    x = np.random.default_rng(seed).random((samples, size, size, 3), dtype=np.float32) if inputs is None else inputs
+    if inputs is None and images is not None:
+        inputs = load_images(images, size, CHECK_IMAGES, seed)
+        inputs = inputs if len(inputs) else None
+        described = f"images of {images}"
+    else:
+        described = "images"
+    if inputs is None:
+        x, described = np.random.default_rng(seed).random((samples, size, size, 3), dtype=np.float32), "random inputs"
+    else:
+        x = inputs
     (s1, b1), (s2, b2) = keras_detector.predict(x), other.predict(x)
-    fmt = "tflite" if Path(exported).suffix == ".tflite" else "savedmodel"
-    limit = TOLERANCE[fmt] if tolerance is None else tolerance
-    return ExportCheck(Path(exported), float(np.max(np.abs(s1 - s2))), float(np.max(np.abs(b1 - b2))), limit)
+    kind = kind or quantization_of(exported)
+    limit = TOLERANCE.get(kind) if tolerance is None else tolerance
+    return ExportCheck(
+        exported,
+        f"{len(x)} {described}",
+        float(np.max(np.abs(s1 - s2))),
+        float(np.max(np.abs(b1 - b2))),
+        float(np.mean((s1 >= threshold) == (s2 >= threshold))),
+        float(np.mean(iou(ordered(b1), ordered(b2)))),
+        limit,
+        threshold,
+    )

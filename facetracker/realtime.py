@@ -5,10 +5,18 @@ box by 450. Here one function turns any frame into the model's input (`frame_to_
 square of the frame, as in training, or the whole frame padded to a square) and one turns the
 model's box back into frame pixels (`box_to_frame`), whatever the frame size. The model runs
 through a `tf.function` traced once (`predict()` is built for batches and is 2-3x slower per
-frame), or through the TFLite interpreter for an exported `.tflite` file.
+frame), or through the LiteRT interpreter for an exported `.tflite` file (float or int8).
+
+A `.tflite` run loads neither TensorFlow (when `ai_edge_litert` is installed), Albumentations nor
+matplotlib: frame geometry lives in `facetracker.geometry` (numpy only), and TensorFlow is imported
+inside the functions that need it. `--source` may also be a folder or a glob of images
+(`detect_images`): annotated copies and one `predictions.jsonl` go into an output folder.
 """
 
+import glob
+import json
 import os
+import sys
 import time
 import warnings
 import zipfile
@@ -18,49 +26,23 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from facetracker.capture import open_source, parse_source, want_preview
-from facetracker.config import CLASS_NAME, IMAGE_SIZE
-from facetracker.dataset import center_square
+from facetracker.capture import is_live, is_url, open_source, parse_source, want_preview
+from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, IMAGE_SIZE
 from facetracker.errors import FaceTrackerError
+from facetracker.geometry import Box, FrameGeometry, PixelBox, box_to_frame, frame_geometry
 
-MODES = ("crop", "letterbox")
 MODEL_SUFFIXES = (".keras", ".tflite", "SavedModel folder")
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 DEFAULT_FPS = 30.0
 BOX_COLOR = (255, 0, 0)  # BGR blue, as in the tutorial
 TEXT_COLOR = (255, 255, 255)
+FPS_SMOOTHING = 0.1  # weight of the newest frame in the FPS overlay's moving average (about the last 10 frames)
+PREDICTIONS_FILE = "predictions.jsonl"
 
-# A box as (x1, y1, x2, y2).
-Box = tuple[float, float, float, float]
-PixelBox = tuple[int, int, int, int]
 # Model runner: inputs [N, size, size, 3] float32 in [0, 1] -> scores [N], boxes [N, 4].
 PredictFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class FrameGeometry:
-    """Where the model's input square lies in a frame, in frame pixels.
-
-    The square's top-left corner is (x0, y0) and its side is `side` pixels; x0 or y0 is negative
-    when the frame was padded (letterbox) rather than cropped.
-    """
-
-    x0: int
-    y0: int
-    side: int
-    width: int
-    height: int
-
-
-def frame_geometry(width: int, height: int, mode: str = "crop") -> FrameGeometry:
-    """The input square of a width x height frame: its centre square ("crop") or the padded frame ("letterbox")."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    if mode == "crop":
-        return FrameGeometry(*center_square(width, height), width, height)
-    side = max(width, height)
-    return FrameGeometry((width - side) // 2, (height - side) // 2, side, width, height)
 
 
 def frame_to_input(frame_bgr: np.ndarray, size: int = IMAGE_SIZE,
@@ -79,23 +61,6 @@ def frame_to_input(frame_bgr: np.ndarray, size: int = IMAGE_SIZE,
     # Bilinear, like tf.image.resize in the training pipeline.
     resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR)
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0, geo
-
-
-def box_to_frame(box: Box, geometry: FrameGeometry, rounded: bool = True) -> PixelBox | Box:
-    """A model box ((x1, y1, x2, y2) in [0, 1] of the input square) in frame pixels, clipped to the frame."""
-    b = np.clip(np.asarray(box, dtype=np.float64), 0.0, 1.0)
-    xs = np.clip(geometry.x0 + np.sort(b[[0, 2]]) * geometry.side, 0, geometry.width)
-    ys = np.clip(geometry.y0 + np.sort(b[[1, 3]]) * geometry.side, 0, geometry.height)
-    out = (xs[0], ys[0], xs[1], ys[1])
-    return tuple(int(round(v)) for v in out) if rounded else tuple(float(v) for v in out)
-
-
-def frame_box_to_input(box_px: Box, geometry: FrameGeometry) -> Box:
-    """The inverse of `box_to_frame`: a box in frame pixels as (x1, y1, x2, y2) in [0, 1] of the input square."""
-    x1, y1, x2, y2 = box_px
-    out = ((x1 - geometry.x0) / geometry.side, (y1 - geometry.y0) / geometry.side,
-           (x2 - geometry.x0) / geometry.side, (y2 - geometry.y0) / geometry.side)
-    return tuple(float(np.clip(v, 0.0, 1.0)) for v in out)
 
 
 @dataclass(frozen=True)
@@ -149,8 +114,25 @@ def tflite_interpreter(path: Path) -> object:
     return interpreter
 
 
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """A float input as the tensor's type: unchanged for float, scaled and rounded for an int8/uint8 input."""
+    if np.issubdtype(detail["dtype"], np.floating):
+        return x.astype(detail["dtype"])
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+
+
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    """An output tensor as float32 (integer outputs scaled back with their quantization parameters)."""
+    if np.issubdtype(y.dtype, np.floating):
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
 def tflite_predict_fn(path: Path) -> tuple[PredictFn, int]:
-    """Run a .tflite model one frame at a time; also returns its input size."""
+    """Run a .tflite model (float or quantized) one frame at a time; also returns its input size."""
     interpreter = tflite_interpreter(path)
     inp = interpreter.get_input_details()[0]
     outs = interpreter.get_output_details()
@@ -158,9 +140,9 @@ def tflite_predict_fn(path: Path) -> tuple[PredictFn, int]:
     def predict(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = []
         for row in np.asarray(x, np.float32):
-            interpreter.set_tensor(inp["index"], row[None])
+            interpreter.set_tensor(inp["index"], quantize_input(row[None], inp))
             interpreter.invoke()
-            rows.append(split_outputs([interpreter.get_tensor(o["index"]) for o in outs]))
+            rows.append(split_outputs([dequantize_output(interpreter.get_tensor(o["index"]), o) for o in outs]))
         return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
 
     return predict, int(inp["shape"][1])
@@ -258,11 +240,12 @@ class Detector:
 
 @dataclass(frozen=True)
 class DetectSummary:
-    """What a `detect` run did."""
+    """What a `detect` run on a camera, video or URL did."""
 
     frames: int
     mean_ms: float  # model time per frame (preprocessing + forward pass)
     fps: float  # frames per second of the whole loop (reading, model, drawing, writing, display)
+    seconds: float = 0.0  # wall time of the loop
     output: Path | None = None
 
     def format(self) -> str:
@@ -289,6 +272,21 @@ def draw_fps(frame: np.ndarray, fps: float) -> None:
     cv2.putText(frame, f"{fps:.1f} FPS", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2, cv2.LINE_AA)
 
 
+class FrameRate:
+    """The current frame rate: an exponential moving average of the time between frames."""
+
+    def __init__(self, start: float, smoothing: float = FPS_SMOOTHING):
+        self.last = start
+        self.smoothing = smoothing  # weight of the newest interval
+        self.interval: float | None = None
+
+    def tick(self, now: float) -> float:
+        """Record a frame finished at `now` (seconds); returns the current frames per second."""
+        step, self.last = max(now - self.last, 1e-9), now
+        self.interval = step if self.interval is None else (1 - self.smoothing) * self.interval + self.smoothing * step
+        return 1.0 / self.interval
+
+
 def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
     """A video writer for `path` (.mp4 or .avi); a clear error when it cannot be created."""
     fourcc = VIDEO_FOURCC.get(path.suffix.lower())
@@ -299,6 +297,34 @@ def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWri
     if not writer.isOpened():
         raise FaceTrackerError(f"--output {path}: OpenCV cannot write this file; try an .avi name.")
     return writer
+
+
+class Recorder:
+    """Writes annotated frames to a video that plays at the speed of the run.
+
+    From a video file every frame is written once, at the file's frame rate: an annotated copy.
+    From a live source (camera, URL) the video has a constant rate `fps`, and each frame is repeated
+    until the next one arrives, so the clip lasts as long as the run, however slow the model is.
+    """
+
+    def __init__(self, path: Path, fps: float, live: bool, start: float):
+        self.path, self.fps, self.live, self.start = path, fps, live, start
+        self.writer: cv2.VideoWriter | None = None
+        self.written = 0
+
+    def write(self, frame: np.ndarray, now: float) -> None:
+        """Add `frame`, shown from now on (live) or as the next frame (file)."""
+        if self.writer is None:
+            self.writer = open_writer(self.path, self.fps, frame.shape[1], frame.shape[0])
+        due = max(int(np.ceil((now - self.start) * self.fps)), self.written + 1) if self.live else self.written + 1
+        for _ in range(due - self.written):
+            self.writer.write(frame)
+        self.written = due
+
+    def close(self) -> None:
+        """Finish the file."""
+        if self.writer is not None:
+            self.writer.release()
 
 
 def source_fps(capture: cv2.VideoCapture) -> float:
@@ -320,30 +346,49 @@ def read_frame(capture: cv2.VideoCapture, source: int | str, frames: int) -> np.
     return None
 
 
+def show_frame(frame: np.ndarray, title: str) -> bool:
+    """Show a frame in a window; True when the user pressed 'q' to quit."""
+    cv2.imshow(title, frame)
+    return cv2.waitKey(1) & 0xFF == ord("q")
+
+
+def check_options(threshold: float, max_frames: int | None = None) -> None:
+    """Refuse a threshold outside [0, 1] and a frame limit below 1."""
+    if max_frames is not None and max_frames < 1:
+        raise FaceTrackerError(f"--max-frames {max_frames}: give a number of frames >= 1, or leave it out.")
+    if not 0.0 <= threshold <= 1.0:
+        raise FaceTrackerError(f"--threshold {threshold}: give a score between 0 and 1, e.g. 0.5.")
+
+
 def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.keras"), threshold: float = 0.5,
            output: Path | str | None = None, display: bool | None = None, class_name: str = CLASS_NAME,
-           max_frames: int | None = None, mode: str = "crop") -> DetectSummary:
-    """Run the detector on a camera, video file or URL, drawing the box, score and frame rate.
+           max_frames: int | None = None, mode: str = "crop") -> "DetectSummary | ImagesSummary":
+    """Run the detector on a camera, video file or URL (or a folder of images), drawing box, score and frame rate.
 
     Args:
-        source: camera index, video file or URL.
+        source: camera index, video file, URL, or a folder / glob of images (see `detect_images`).
         model: a .keras or .tflite model (or an exported SavedModel folder).
         threshold: smallest score for which a box is drawn.
-        output: write the annotated video here (.mp4 or .avi), every frame, at the source's frame rate.
+        output: write the annotated video here (.mp4 or .avi); for images, the output folder.
         display: show a window ('q' quits); None shows one only when a display and an OpenCV GUI exist.
         max_frames: stop after this many frames (None: until the source ends or 'q').
     Returns:
         the number of frames, the model's mean time per frame and the overall frame rate.
     """
-    if max_frames is not None and max_frames < 1:
-        raise FaceTrackerError(f"--max-frames {max_frames}: give a number of frames >= 1, or leave it out.")
-    if not 0.0 <= threshold <= 1.0:
-        raise FaceTrackerError(f"--threshold {threshold}: give a score between 0 and 1, e.g. 0.5.")
+    check_options(threshold, max_frames)
     source = parse_source(source)
+    images = image_files(source)
+    if images is not None:
+        return detect_images(images, model, Path(output) if output else Path("runs") / "detect", threshold,
+                             class_name, mode)
     detector = Detector.load(model, mode=mode).warm_up()
     show = want_preview(display)
-    capture, writer = open_source(source), None
-    frames, model_s, start = 0, 0.0, time.perf_counter()
+    capture = open_source(source)
+    start = time.perf_counter()
+    rate, recorder = FrameRate(start), None
+    if output is not None:
+        recorder = Recorder(Path(output), source_fps(capture), is_live(source), start)
+    frames, model_s = 0, 0.0
     try:
         while max_frames is None or frames < max_frames:
             frame = read_frame(capture, source, frames)
@@ -354,21 +399,94 @@ def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.k
             model_s += time.perf_counter() - tick
             frames += 1
             draw_detection(frame, detection, class_name, threshold)
-            draw_fps(frame, frames / max(time.perf_counter() - start, 1e-9))
-            if output is not None and writer is None:
-                writer = open_writer(Path(output), source_fps(capture), frame.shape[1], frame.shape[0])
-            if writer is not None:
-                writer.write(frame)
-            if show:
-                cv2.imshow(f"FaceTracker ({class_name})", frame)
-                if cv2.waitKey(1) & 0xFF == ord("q"):
-                    break
+            now = time.perf_counter()
+            draw_fps(frame, rate.tick(now))
+            if recorder is not None:
+                recorder.write(frame, now)
+            if show and show_frame(frame, f"FaceTracker ({class_name})"):
+                break
     finally:
         capture.release()
-        if writer is not None:
-            writer.release()
+        if recorder is not None:
+            recorder.close()
         if show:
             cv2.destroyAllWindows()
     elapsed = time.perf_counter() - start
-    return DetectSummary(frames, 1000 * model_s / max(frames, 1), frames / max(elapsed, 1e-9),
+    return DetectSummary(frames, 1000 * model_s / max(frames, 1), frames / max(elapsed, 1e-9), elapsed,
                          Path(output) if output is not None else None)
+
+
+# ----------------------------------------------------------------------------- folders of images
+
+
+@dataclass(frozen=True)
+class ImagesSummary:
+    """What a `detect` run on a folder or glob of images did."""
+
+    images: int  # images read and annotated
+    skipped: tuple[Path, ...]  # files that could not be read as images
+    mean_ms: float  # model time per image
+    output: Path  # folder of annotated images and predictions.jsonl
+
+    def format(self) -> str:
+        """One line for the CLI."""
+        skipped = f" ({len(self.skipped)} unreadable, skipped)" if self.skipped else ""
+        return (f"{self.images} images{skipped}, model {self.mean_ms:.1f} ms/image; annotated images and "
+                f"{PREDICTIONS_FILE} in {self.output}")
+
+
+def image_files(source: int | str) -> list[Path] | None:
+    """The files a folder (images by extension) or a glob names, sorted; None for a camera, video or URL."""
+    if isinstance(source, int) or is_url(source):
+        return None
+    if Path(source).is_dir():
+        files = sorted(p for p in Path(source).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    elif any(char in source for char in "*?["):
+        files = sorted(p for p in map(Path, glob.glob(source)) if p.is_file())
+    else:
+        return None
+    if not files:
+        raise FaceTrackerError(f"--source {source}: no image files found ({', '.join(IMAGE_EXTENSIONS)}); "
+                               "give a folder of images, a glob such as 'photos/*.jpg', a video or a camera index.")
+    return files
+
+
+def prediction_record(path: Path, frame: np.ndarray, detection: Detection) -> dict:
+    """One line of predictions.jsonl: the file, the score and the box in pixels of the image."""
+    return {"file": str(path), "score": round(detection.score, 6), "box": list(detection.box_px),
+            "width": int(frame.shape[1]), "height": int(frame.shape[0])}
+
+
+def detect_images(files: list[Path], model: Path | str, output: Path, threshold: float = 0.5,
+                  class_name: str = CLASS_NAME, mode: str = "crop") -> ImagesSummary:
+    """Run the detector on image files: annotated copies and one predictions.jsonl in `output`.
+
+    Args:
+        files: the images (see `image_files`); an unreadable file gets a one-line warning and is skipped.
+        model: a .keras or .tflite model (or an exported SavedModel folder).
+        output: folder for the annotated images (same names) and predictions.jsonl.
+        threshold: smallest score for which a box is drawn (every prediction is written to the file).
+    Returns:
+        how many images were annotated, which were skipped, and the model's time per image.
+    """
+    check_options(threshold)
+    if output.suffix.lower() in VIDEO_FOURCC or (output.exists() and not output.is_dir()):
+        raise FaceTrackerError(f"--output {output}: for a folder of images give an output folder, not a file.")
+    detector = Detector.load(model, mode=mode).warm_up()
+    output.mkdir(parents=True, exist_ok=True)
+    skipped, model_s = [], 0.0
+    with (output / PREDICTIONS_FILE).open("w") as lines:
+        for path in tqdm(files, desc="detect", unit="image"):
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is None:
+                tqdm.write(f"warning: skipped {path}: not a readable image", file=sys.stderr)
+                skipped.append(path)
+                continue
+            tick = time.perf_counter()
+            detection = detector(frame)
+            model_s += time.perf_counter() - tick
+            lines.write(json.dumps(prediction_record(path, frame, detection)) + "\n")
+            draw_detection(frame, detection, class_name, threshold)
+            cv2.imwrite(str(output / path.name), frame)
+    done = len(files) - len(skipped)
+    return ImagesSummary(done, tuple(skipped), 1000 * model_s / max(done, 1), output)

@@ -1,21 +1,31 @@
-"""Tests for facetracker.export: SavedModel and TFLite round trips, and `detect` on a .tflite model."""
+"""Tests for facetracker.export: SavedModel and TFLite (float, float16, dynamic, int8) with the real small model."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
 import pytest
-from tiny_model import tiny_model_file
+from trained_model import frame_inputs, trained_model_file
 
 from facetracker.errors import FaceTrackerError
-from facetracker.export import TOLERANCE, check_export, export_model
+from facetracker.export import QUANTIZATIONS, TOLERANCE, check_export, export_model
 from facetracker.realtime import Detector, detect
+
+ENTRY_POINT = Path(sys.executable).with_name("facetracker")
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    return tiny_model_file(tmp_path_factory.mktemp("model"))
+def model_file(tmp_path_factory, sample_template) -> Path:
+    return trained_model_file(tmp_path_factory, sample_template, tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def frames(sample_template) -> np.ndarray:
+    """The 20 sample frames as model inputs: calibration and check images in one."""
+    return frame_inputs(sample_template)
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +35,32 @@ def tflite_file(model_file, tmp_path_factory) -> Path:
 
 def test_savedmodel_round_trip(model_file, tmp_path):
     exported = export_model(model_file, fmt="savedmodel", out_dir=tmp_path / "export")
-    assert exported == tmp_path / "export" / "tiny_savedmodel" and (exported / "saved_model.pb").is_file()
+    assert exported == tmp_path / "export" / "small_savedmodel" and (exported / "saved_model.pb").is_file()
     check = check_export(model_file, exported)
     assert check.ok and check.tolerance == TOLERANCE["savedmodel"]
     assert max(check.max_score_diff, check.max_box_diff) <= 1e-5
 
 
-def test_tflite_round_trip(model_file, tflite_file):
-    assert tflite_file.suffix == ".tflite" and tflite_file.stat().st_size > 1000
-    check = check_export(model_file, tflite_file, samples=16)
-    assert check.ok and check.tolerance == TOLERANCE["tflite"], check.format()
-    assert "OK" in check.format()
+@pytest.mark.parametrize("quantize", QUANTIZATIONS)
+def test_each_quantization_exports_loads_and_agrees(quantize, model_file, frames, tflite_file, tmp_path):
+    exported = export_model(model_file, "tflite", tmp_path, quantize=quantize, representative=frames)
+    assert exported.name == ("small.tflite" if quantize == "none" else f"small_{quantize}.tflite")
+    detector = Detector.load(exported)
+    scores, boxes = detector.predict(frames[:2])
+    assert scores.shape == (2,) and boxes.shape == (2, 4) and np.all((scores >= 0) & (scores <= 1))
+    check = check_export(model_file, exported, inputs=frames)
+    assert check.ok, check.format()
+    assert check.agreement >= 0.9 and check.mean_iou >= 0.8
+    if quantize != "none":  # quantized files are smaller: float16 about half, int8 about a quarter
+        assert exported.stat().st_size < 0.6 * tflite_file.stat().st_size
+
+
+@pytest.mark.slow
+def test_int8_with_a_broken_calibration_fails_its_check(model_file, frames, tmp_path):
+    for name, representative in (("zeros", np.zeros_like(frames)), ("0-255 scale", frames * 255)):
+        exported = export_model(model_file, "tflite", tmp_path / name, quantize="int8", representative=representative)
+        check = check_export(model_file, exported, inputs=frames)
+        assert not check.ok and "TOO FAR" in check.format(), (name, check.format())
 
 
 def test_check_export_fails_for_a_different_model(model_file, tflite_file, tmp_path):
@@ -47,26 +72,20 @@ def test_check_export_fails_for_a_different_model(model_file, tflite_file, tmp_p
     assert not check_export(tmp_path / "other.keras", tflite_file).ok
 
 
-def test_tflite_detector_matches_keras_on_a_frame(model_file, tflite_file):
-    frame = np.random.default_rng(3).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+def test_tflite_detector_matches_keras_on_a_frame(model_file, tflite_file, sample_video):
+    frame = cv2.VideoCapture(str(sample_video)).read()[1]
     a, b = Detector.load(model_file)(frame), Detector.load(tflite_file)(frame)
     assert a.score == pytest.approx(b.score, abs=1e-4)
     np.testing.assert_allclose(a.box, b.box, atol=1e-4)
 
 
-def test_detect_runs_a_tflite_model(tflite_file, tmp_path):
-    source = tmp_path / "in.avi"
-    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (200, 150))
-    for i in range(8):
-        writer.write(np.full((150, 200, 3), 20 * i, np.uint8))
-    writer.release()
+def test_detect_runs_a_tflite_model(tflite_file, sample_video, tmp_path):
     output = tmp_path / "out.avi"
-    summary = detect(source=source, model=tflite_file, threshold=0.0, output=output, display=False)
-    assert summary.frames == 8
+    summary = detect(source=sample_video, model=tflite_file, threshold=0.0, output=output, display=False)
     capture, count = cv2.VideoCapture(str(output)), 0
     while capture.read()[0]:
         count += 1
-    assert count == 8
+    assert summary.frames == count == 30
 
 
 def test_export_errors(model_file, tmp_path):
@@ -74,3 +93,34 @@ def test_export_errors(model_file, tmp_path):
         export_model(model_file, fmt="onnx", out_dir=tmp_path)
     with pytest.raises(FaceTrackerError, match="missing.keras"):
         export_model(tmp_path / "missing.keras", fmt="tflite", out_dir=tmp_path)
+    with pytest.raises(FaceTrackerError, match="needs --format tflite"):
+        export_model(model_file, fmt="savedmodel", out_dir=tmp_path, quantize="int8")
+    with pytest.raises(FaceTrackerError, match="has none"):
+        export_model(model_file, fmt="tflite", out_dir=tmp_path, quantize="int8", representative=tmp_path / "empty")
+
+
+def write_images(folder: Path, frames: np.ndarray) -> None:
+    """Model inputs written back as JPEG files, the way aug_data/<split>/images holds them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, x in enumerate(frames):
+        cv2.imwrite(str(folder / f"frame{i:02d}.jpg"), cv2.cvtColor((x * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+
+
+@pytest.mark.slow
+def test_export_int8_through_the_entry_point(model_file, frames, tmp_path):
+    root = tmp_path / "project"
+    write_images(root / "aug_data" / "train" / "images", frames)
+    write_images(root / "aug_data" / "val" / "images", frames[::-1])
+    (root / "facetracker.keras").write_bytes(model_file.read_bytes())
+    done = subprocess.run([str(ENTRY_POINT), "--root", str(root), "export", "--quantize", "int8"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    exported = root / "export" / "facetracker_int8.tflite"
+    assert exported.is_file() and f"to {exported}" in done.stdout
+    assert "20 images of" in done.stdout and ": OK" in done.stdout
+    # Without training images there is nothing to calibrate on: one line naming the folder, exit 2.
+    (root / "aug_data" / "train" / "images").rename(root / "elsewhere")
+    done = subprocess.run([str(ENTRY_POINT), "--root", str(root), "export", "--quantize", "int8"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "aug_data/train/images has none" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

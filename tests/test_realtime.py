@@ -1,93 +1,47 @@
-"""Tests for facetracker.realtime: frame geometry, the Detector and headless `detect` on real video files."""
+"""Tests for facetracker.realtime: the Detector and `detect` on real video files, with the real small model."""
 
 from pathlib import Path
 
 import cv2
+import keras
 import numpy as np
 import pytest
-from tiny_model import tiny_model
+from trained_model import trained_model_file
 
 from facetracker.capture import want_preview
 from facetracker.errors import FaceTrackerError
-from facetracker.realtime import (
-    Detector,
-    box_to_frame,
-    detect,
-    frame_box_to_input,
-    frame_geometry,
-    frame_to_input,
-    read_frame,
-)
-
-SIZES = [(640, 480), (480, 640), (1280, 720), (300, 300), (101, 77)]
+from facetracker.geometry import box_to_frame
+from facetracker.model import build_model
+from facetracker.realtime import BOX_COLOR, Detector, FrameRate, detect, frame_to_input, read_frame
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    tiny_model().save(path)
-    return path
+def model_file(tmp_path_factory, sample_template) -> Path:
+    return trained_model_file(tmp_path_factory, sample_template, tmp_path_factory.mktemp("model"))
 
 
-def write_video(path: Path, frames: int = 20, size: tuple[int, int] = (320, 240), fps: float = 15.0) -> Path:
-    """A short synthetic video: a bright square moving over a dark, noisy background."""
-    fourcc = "MJPG" if path.suffix == ".avi" else "mp4v"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-    assert writer.isOpened()
-    rng = np.random.default_rng(0)
-    for i in range(frames):
-        frame = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
-        cv2.rectangle(frame, (10 + 5 * i, 40), (90 + 5 * i, 140), (200, 180, 160), -1)
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def count_frames(path: Path) -> tuple[int, tuple[int, int]]:
-    """Frames actually decodable from a video file, and its (width, height)."""
-    capture = cv2.VideoCapture(str(path))
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    count = 0
-    while capture.read()[0]:
-        count += 1
+def read_all(path: Path) -> list[np.ndarray]:
+    """Every frame a real cv2.VideoCapture decodes from a video file, read to its end."""
+    capture, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
     capture.release()
-    return count, size
+    return frames
 
 
-# ----------------------------------------------------------------------------- geometry
+def box_color_share(frame: np.ndarray, box_px: tuple[int, int, int, int]) -> float:
+    """Share of the pixels along the left, right and bottom edges of a box that are BOX_COLOR (after JPEG)."""
+    x1, y1, x2, y2 = box_px
+    height, width = frame.shape[:2]
+    edges = [frame[y1:y2, min(x1, width - 1)], frame[y1:y2, min(x2, width - 1)], frame[min(y2, height - 1), x1:x2]]
+    pixels = np.concatenate(edges).astype(int)
+    return float(np.mean(np.all(np.abs(pixels - np.array(BOX_COLOR)) < 70, axis=1)))
 
 
-def test_geometry_of_a_webcam_frame():
-    crop, box = frame_geometry(640, 480, "crop"), frame_geometry(640, 480, "letterbox")
-    assert (crop.x0, crop.y0, crop.side) == (80, 0, 480)
-    assert (box.x0, box.y0, box.side) == (0, -80, 640)
-    assert box_to_frame((0.0, 0.0, 1.0, 1.0), crop) == (80, 0, 560, 480)
-    assert box_to_frame((0.25, 0.5, 0.75, 1.0), crop) == (200, 240, 440, 480)
-
-
-@pytest.mark.parametrize("mode", ["crop", "letterbox"])
-@pytest.mark.parametrize(("width", "height"), SIZES)
-def test_box_round_trip(width, height, mode):
-    geo = frame_geometry(width, height, mode)
-    rng = np.random.default_rng(width * height)
-    for _ in range(20):
-        # A box inside the frame, in frame pixels, then into the input square and back.
-        x1, x2 = sorted(rng.uniform(0, width, 2))
-        y1, y2 = sorted(rng.uniform(0, height, 2))
-        if mode == "crop":  # keep it inside the centre square
-            x1, x2 = (geo.x0 + v * geo.side / width for v in (x1, x2))
-            y1, y2 = (geo.y0 + v * geo.side / height for v in (y1, y2))
-        square = frame_box_to_input((x1, y1, x2, y2), geo)
-        assert all(0.0 <= v <= 1.0 for v in square)
-        np.testing.assert_allclose(box_to_frame(square, geo, rounded=False), (x1, y1, x2, y2), atol=1e-9)
-        assert np.max(np.abs(np.subtract(box_to_frame(square, geo), (x1, y1, x2, y2)))) <= 0.5 + 1e-9
-
-
-@pytest.mark.parametrize(("width", "height"), SIZES)
-def test_box_to_frame_clips_and_orders(width, height):
-    for mode in ("crop", "letterbox"):
-        x1, y1, x2, y2 = box_to_frame((1.2, 1.0, -0.3, 0.0), frame_geometry(width, height, mode))
-        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
+# ----------------------------------------------------------------------------- input and Detector
 
 
 def test_frame_to_input_crops_the_centre_and_converts_to_rgb():
@@ -116,18 +70,15 @@ def test_frame_to_input_rejects_gray_and_unknown_mode():
         frame_to_input(np.zeros((48, 64, 3), np.uint8), mode="stretch")
 
 
-# ----------------------------------------------------------------------------- Detector
-
-
-def test_detector_matches_a_direct_model_call():
-    model = tiny_model()
-    detector = Detector.from_keras(model)
-    frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+def test_detector_matches_a_direct_model_call(model_file, sample_video):
+    detector = Detector.load(model_file)
+    model = keras.saving.load_model(model_file)
+    frame = read_all(sample_video)[0]
     detection = detector(frame)
     x, geo = frame_to_input(frame)
     score, box = (np.asarray(v) for v in model(x[None], training=False))
-    assert detection.score == pytest.approx(float(score[0, 0]), abs=1e-6)
-    np.testing.assert_allclose(detection.box, box[0], atol=1e-6)
+    assert detection.score == pytest.approx(float(score[0, 0]), abs=1e-5)
+    np.testing.assert_allclose(detection.box, box[0], atol=1e-5)
     assert detection.box_px == box_to_frame(tuple(box[0]), geo)
 
 
@@ -143,26 +94,44 @@ def test_detector_load_errors(tmp_path):
             Detector.load(tmp_path / name)
 
 
-# ----------------------------------------------------------------------------- detect
+def test_frame_rate_is_the_current_rate_not_the_average_since_start():
+    rate = FrameRate(start=0.0)
+    now = 0.0
+    for _ in range(50):  # 10 frames/s for 5 s ...
+        now += 0.1
+        fps = rate.tick(now)
+    assert fps == pytest.approx(10.0)
+    for _ in range(60):  # ... then 50 frames/s for 1.2 s: the average since start would be about 18
+        now += 0.02
+        fps = rate.tick(now)
+    assert fps == pytest.approx(50.0, rel=0.1)
 
 
-def test_detect_writes_every_frame_of_a_video(tmp_path, model_file):
-    source = write_video(tmp_path / "in.avi", frames=20)
+# ----------------------------------------------------------------------------- detect on real videos
+
+
+def test_detect_annotates_every_frame_of_a_video(tmp_path, model_file, sample_video):
     output = tmp_path / "out" / "annotated.avi"
-    summary = detect(source=source, model=model_file, threshold=0.0, output=output, display=False)
-    assert summary.frames == 20 and summary.mean_ms > 0 and summary.fps > 0
-    assert count_frames(output) == (20, (320, 240))
-    first_in, first_out = cv2.VideoCapture(str(source)).read()[1], cv2.VideoCapture(str(output)).read()[1]
-    assert np.abs(first_in.astype(int) - first_out.astype(int)).mean() > 1.0  # the box and text were drawn
-    assert "20 frames" in summary.format()
+    summary = detect(source=sample_video, model=model_file, threshold=0.0, output=output, display=False)
+    source_frames, written = read_all(sample_video), read_all(output)
+    assert summary.frames == len(source_frames) == len(written) == 30
+    assert written[0].shape == source_frames[0].shape
+    # Model time is part of the loop's time, and the overall rate is frames over that time.
+    assert 0 < summary.mean_ms * summary.frames / 1000 <= summary.seconds
+    assert summary.fps == pytest.approx(summary.frames / summary.seconds)
+    # The box is drawn where the detector put it: BOX_COLOR along its edges, which the input lacks there.
+    detector = Detector.load(model_file)
+    for index in (0, 15, 29):
+        box_px = detector(source_frames[index]).box_px
+        assert box_color_share(written[index], box_px) > 0.8
+        assert box_color_share(source_frames[index], box_px) < 0.2
+    assert "30 frames" in summary.format()
 
 
-def test_detect_mp4_stops_at_max_frames(tmp_path, model_file):
-    source = write_video(tmp_path / "in.mp4", frames=12)
+def test_detect_mp4_stops_at_max_frames(tmp_path, model_file, sample_video):
     output = tmp_path / "out.mp4"
-    summary = detect(source=str(source), model=model_file, output=output, display=False, max_frames=5)
-    assert summary.frames == 5
-    assert count_frames(output)[0] == 5
+    summary = detect(source=str(sample_video), model=model_file, output=output, display=False, max_frames=5)
+    assert summary.frames == 5 and len(read_all(output)) == 5
 
 
 def test_detect_missing_or_bad_source_is_a_clear_error(tmp_path, model_file):
@@ -175,10 +144,31 @@ def test_detect_missing_or_bad_source_is_a_clear_error(tmp_path, model_file):
         detect(source="97", model=model_file, display=False)
 
 
-def test_detect_rejects_unknown_output_type(tmp_path, model_file):
-    source = write_video(tmp_path / "in.avi", frames=3)
+def test_detect_rejects_unknown_output_type(tmp_path, model_file, sample_video):
     with pytest.raises(FaceTrackerError, match="out.gif"):
-        detect(source=source, model=model_file, output=tmp_path / "out.gif", display=False)
+        detect(source=sample_video, model=model_file, output=tmp_path / "out.gif", display=False)
+
+
+@pytest.mark.slow
+def test_live_recording_lasts_as_long_as_the_run(tmp_path):
+    """A file:// URL opens as a live source: a 240 fps stream and a slower model (the small one at 480 px).
+
+    Writing each frame once at the stream's rate would give a clip of 30/240 s, far shorter than the run.
+    """
+    from facetracker.sample_data import write_sample_video
+
+    source = write_sample_video(tmp_path / "stream.mp4", frames=30, fps=240)
+    model = tmp_path / "slow.keras"
+    build_model("small", 480, "none", 16).save(model)
+    output = tmp_path / "live.avi"
+    summary = detect(source=source.resolve().as_uri(), model=model, output=output, display=False)
+    capture = cv2.VideoCapture(str(output))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    duration = len(read_all(output)) / fps
+    assert summary.frames == 30 and fps == pytest.approx(240.0)
+    assert summary.seconds > 2 * summary.frames / fps  # the model is slower than the stream, or this proves nothing
+    assert duration == pytest.approx(summary.seconds, rel=0.1)
 
 
 def test_no_display_without_a_screen(monkeypatch):
@@ -190,16 +180,15 @@ def test_no_display_without_a_screen(monkeypatch):
     assert want_preview(None) is False
 
 
-class StubCapture:
-    """A capture that has run out of frames."""
-
-    def read(self):
-        return False, None
-
-
-def test_camera_that_stops_is_an_error_but_a_file_ending_is_not():
-    with pytest.raises(FaceTrackerError, match="camera 0 stopped delivering frames after 7"):
-        read_frame(StubCapture(), 0, 7)
-    assert read_frame(StubCapture(), "clip.mp4", 7) is None
+def test_camera_that_stops_is_an_error_but_a_file_ending_is_not(sample_video):
+    capture = cv2.VideoCapture(str(sample_video))
+    frames = 0
+    while read_frame(capture, str(sample_video), frames) is not None:  # a real capture, read to its end
+        frames += 1
+    assert frames == 30
+    assert read_frame(capture, str(sample_video), frames) is None
+    with pytest.raises(FaceTrackerError, match="camera 0 stopped delivering frames after 30"):
+        read_frame(capture, 0, frames)
     with pytest.raises(FaceTrackerError, match="gave no frame"):
-        read_frame(StubCapture(), "clip.mp4", 0)
+        read_frame(capture, str(sample_video), 0)
+    capture.release()

@@ -37,7 +37,7 @@ def synthetic(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def dataset(n: int, seed: int = 0, batch: int = 8) -> tf.data.Dataset:
     images, classes, boxes = synthetic(n, seed)
     options = tf.data.Options()
-    options.autotune.enabled = False  # FACTS: autotune can stall the end of short epochs
+    options.autotune.enabled = False  # TF 2.21 autotune can stall the end of short epochs (see dataset.py)
     return tf.data.Dataset.from_tensor_slices((images, (classes, boxes))).batch(batch).with_options(options)
 
 

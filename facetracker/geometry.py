@@ -1,0 +1,94 @@
+"""Frame geometry shared by training, evaluation and real time: numpy only, no TensorFlow.
+
+The model sees a square: the centre square of a frame ("crop", as in training) or the whole
+frame padded to a square ("letterbox"). These functions map boxes between frame pixels, boxes
+normalised to the frame, and boxes normalised to that square. `detect` imports only this module
+for its geometry, so running a `.tflite` model never loads TensorFlow, Albumentations or matplotlib.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MODES = ("crop", "letterbox")
+
+# A box as (x1, y1, x2, y2).
+Box = tuple[float, float, float, float]
+PixelBox = tuple[int, int, int, int]
+
+
+def center_square(width: int, height: int) -> tuple[int, int, int]:
+    """(x0, y0, side) of the centred square of a frame: 640x480 -> (80, 0, 480)."""
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def is_visible(visible_area: float, box_area: float, min_visibility: float) -> bool:
+    """The visibility rule: a cut box keeps its label while some, and at least `min_visibility`, of it shows."""
+    return visible_area > 0.0 and visible_area >= min_visibility * box_area
+
+
+def box_to_square(box_norm: Box, width: int, height: int, min_visibility: float = 0.0) -> Box | None:
+    """A box normalised to the frame, re-normalised to the frame's centre square and clipped.
+
+    Returns None (a negative) when no part of the box is inside the square, or less than
+    `min_visibility` of its area.
+    """
+    x0, y0, side = center_square(width, height)
+    x1, y1, x2, y2 = (
+        box_norm[0] * width - x0,
+        box_norm[1] * height - y0,
+        box_norm[2] * width - x0,
+        box_norm[3] * height - y0,
+    )
+    cx1, cy1, cx2, cy2 = (min(max(v, 0.0), float(side)) for v in (x1, y1, x2, y2))
+    visible = max(cx2 - cx1, 0.0) * max(cy2 - cy1, 0.0)
+    if not is_visible(visible, (x2 - x1) * (y2 - y1), min_visibility):
+        return None
+    return cx1 / side, cy1 / side, cx2 / side, cy2 / side
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where the model's input square lies in a frame, in frame pixels.
+
+    The square's top-left corner is (x0, y0) and its side is `side` pixels; x0 or y0 is negative
+    when the frame was padded (letterbox) rather than cropped.
+    """
+
+    x0: int
+    y0: int
+    side: int
+    width: int
+    height: int
+
+
+def frame_geometry(width: int, height: int, mode: str = "crop") -> FrameGeometry:
+    """The input square of a width x height frame: its centre square ("crop") or the padded frame ("letterbox")."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    if mode == "crop":
+        return FrameGeometry(*center_square(width, height), width, height)
+    side = max(width, height)
+    return FrameGeometry((width - side) // 2, (height - side) // 2, side, width, height)
+
+
+def box_to_frame(box: Box, geometry: FrameGeometry, rounded: bool = True) -> PixelBox | Box:
+    """A model box ((x1, y1, x2, y2) in [0, 1] of the input square) in frame pixels, clipped to the frame."""
+    b = np.clip(np.asarray(box, dtype=np.float64), 0.0, 1.0)
+    xs = np.clip(geometry.x0 + np.sort(b[[0, 2]]) * geometry.side, 0, geometry.width)
+    ys = np.clip(geometry.y0 + np.sort(b[[1, 3]]) * geometry.side, 0, geometry.height)
+    out = (xs[0], ys[0], xs[1], ys[1])
+    return tuple(int(round(v)) for v in out) if rounded else tuple(float(v) for v in out)
+
+
+def frame_box_to_input(box_px: Box, geometry: FrameGeometry) -> Box:
+    """The inverse of `box_to_frame`: a box in frame pixels as (x1, y1, x2, y2) in [0, 1] of the input square."""
+    x1, y1, x2, y2 = box_px
+    out = (
+        (x1 - geometry.x0) / geometry.side,
+        (y1 - geometry.y0) / geometry.side,
+        (x2 - geometry.x0) / geometry.side,
+        (y2 - geometry.y0) / geometry.side,
+    )
+    return tuple(float(np.clip(v, 0.0, 1.0)) for v in out)
