@@ -18,6 +18,7 @@ change the numbers by design, so they are judged by what the user sees: whether 
 at the threshold agrees, and how well the boxes overlap (mean IoU).
 """
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,11 +143,26 @@ def export_model(
     if out_dir.exists() and not out_dir.is_dir():
         raise FaceTrackerError(f"--out {out_dir} is a file; give a folder for the exported model.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if fmt == "savedmodel":
-        model.export(str(target), format="tf_saved_model", verbose=False)
-    else:
-        model.export(str(target), format="litert", verbose=False, **converter_options(quantize, representative))
+    with tensorflow_info_hidden():
+        if fmt == "savedmodel":
+            model.export(str(target), format="tf_saved_model", verbose=False)
+        else:
+            model.export(str(target), format="litert", verbose=False, **converter_options(quantize, representative))
     return target
+
+
+@contextlib.contextmanager
+def tensorflow_info_hidden() -> Iterator[None]:
+    """Hide TensorFlow's INFO log lines (the converter's "Assets written to ...") while exporting."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @dataclass(frozen=True)

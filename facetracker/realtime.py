@@ -13,6 +13,7 @@ inside the functions that need it. `--source` may also be a folder or a glob of 
 (`detect_images`): annotated copies and one `predictions.jsonl` go into an output folder.
 """
 
+import contextlib
 import glob
 import json
 import os
@@ -20,13 +21,13 @@ import sys
 import time
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from facetracker.capture import is_live, is_url, open_source, parse_source, want_preview
 from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, IMAGE_SIZE
@@ -99,7 +100,7 @@ def _as_list(outputs: object) -> list:
 
 def tflite_interpreter(path: Path) -> object:
     """A TFLite interpreter: LiteRT's (`ai_edge_litert`) when installed, else TensorFlow's (deprecated there)."""
-    threads = os.cpu_count() or 1  # BENCHMARKS.md: 2 threads ran VGG16 in 71 ms against 117 ms with the default
+    threads = os.cpu_count() or 1  # the default is one thread; BENCHMARKS.md compares them
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -110,8 +111,23 @@ def tflite_interpreter(path: Path) -> object:
             interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
     else:
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    interpreter.allocate_tensors()
+    with native_stderr_silenced():
+        interpreter.allocate_tensors()
     return interpreter
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Silence C++ writes to stderr: the runtime prints an INFO line for its CPU delegate that no setting hides."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -75,7 +75,7 @@ def test_run_all_with_committed_settings_then_edit_the_model_and_retrain(tmp_pat
     pictures = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pictures) >= 7, "the notebook shows its frames, samples, loss curves and predictions"
     stderr = "".join(o.get("text", "") for c in notebook.cells for o in outputs(c, "stream") if o["name"] == "stderr")
-    assert "TensorSpec" not in stderr and "oneDNN" not in stderr, stderr[:2000]
+    assert stderr == "", f"a red block the learner would see: {stderr[:2000]}"
 
 
 @pytest.mark.slow
