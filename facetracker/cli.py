@@ -52,10 +52,13 @@ def _check(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _split(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.split import split_dataset
+    from facetracker.split import orphan_warning, orphaned_copies, split_dataset
 
     parts = split_dataset(paths, ratios=tuple(args.ratios), seed=args.seed)
     print("  ".join(f"{name}: {len(images)}" for name, images in parts.items()))
+    orphans = orphaned_copies(paths)
+    if orphans:
+        print(f"warning: {orphan_warning(orphans, paths)}")
 
 
 def _augment(args: argparse.Namespace, paths: Paths) -> int:
