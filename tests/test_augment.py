@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import albumentations as A
@@ -12,13 +14,17 @@ import cv2
 import numpy as np
 import pytest
 
-from facetracker.annotations import write_labelme
+from facetracker.annotations import load_samples, write_labelme
 from facetracker.augment import (
     TMP_SUFFIX,
+    _Target,
+    augment_chunk,
     augment_dataset,
     augment_image,
     augment_split,
     build_transform,
+    init_worker,
+    plan_target,
 )
 from facetracker.config import CROP_SIZE, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
@@ -209,6 +215,18 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
         runs[name] = snapshot(out / "images") | snapshot(out / "labels")
     assert runs["one"] == runs["two"]
     assert runs["one"].keys() == runs["other"].keys() and runs["one"] != runs["other"]
+
+    # A job this small is done before a worker process has started, so write it again in one, as the pool does.
+    out = tmp_path / "worker"
+    target = _Target(images, labels, out / "images", out / "labels")
+    (out / "images").mkdir(parents=True)
+    (out / "labels").mkdir()
+    chunks, _ = plan_target(target, load_samples(images, labels), 4, 7, build_transform())
+    context = get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=init_worker, initargs=(context.Value("i", 0),)) as pool:
+        results = list(pool.map(augment_chunk, chunks))
+    assert sum(r.written for r in results) == 12 and {r.pid for r in results} != {os.getpid()}
+    assert snapshot(out / "images") | snapshot(out / "labels") == runs["one"]
 
 
 def test_failures_are_listed_and_user_transform_runs_in_workers(tmp_path):
