@@ -9,6 +9,10 @@ the split data. Wall time and CPU time (the process and its workers) per run; th
 ratio of the `--workers 1` median to the default's. The machine may be shared: the load average
 before and after each run is recorded, and the min-max of the runs shows how noisy the ratio is.
 Both outputs are compared file by file: the worker count must not change a byte.
+
+What the machine allows: each round also starts two `--workers 1` runs at once, on two copies.
+With two free cores both finish in the time of one; `ceiling` = 2 x (one alone) / (the pair's wall)
+is the speed-up two processes can reach on this machine at that moment, whatever the code does.
 """
 
 import argparse
@@ -70,6 +74,38 @@ def timed_augment(template: Path, root: Path, per_image: int, extra: tuple[str, 
     }
 
 
+def timed_pair(template: Path, roots: tuple[Path, Path], per_image: int) -> float:
+    """Wall seconds until two `augment --workers 1` runs, started together on two copies, have both ended."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(template, root)
+    tick = time.perf_counter()
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "facetracker.cli",
+                "--root",
+                str(root),
+                "augment",
+                "--per-image",
+                str(per_image),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        for root in roots
+    ]
+    if any(run.wait() != 0 for run in runs):
+        raise RuntimeError("augment --workers 1 failed in the pair run")
+    return round(time.perf_counter() - tick, 2)
+
+
 def tree_hash(folder: Path) -> str:
     """One SHA-256 over every file's relative path and bytes below `folder`."""
     digest = hashlib.sha256()
@@ -97,9 +133,11 @@ def run(quick: bool) -> dict:
         facetracker(template, "sample-data", "--count", str(FRAMES))
         split = facetracker(template, "split").stdout.strip()
         runs: dict[str, list[dict]] = {name: [] for name in COMMANDS}
+        pairs = []
         for _ in range(cfg["rounds"]):
             for name, extra in COMMANDS.items():
                 runs[name].append(timed_augment(template, Path(tmp) / name, cfg["per_image"], extra))
+            pairs.append(timed_pair(template, (Path(tmp) / "pair_a", Path(tmp) / "pair_b"), cfg["per_image"]))
     walls = {name: [r["wall_s"] for r in rs] for name, rs in runs.items()}
     per_round = [one / default for one, default in zip(walls["workers_1"], walls["default"], strict=True)]
     hashes = {r["output_sha256"] for rs in runs.values() for r in rs}
@@ -116,6 +154,8 @@ def run(quick: bool) -> dict:
         "speedup": round(statistics.median(walls["workers_1"]) / statistics.median(walls["default"]), 2),
         "speedup_per_round": [round(r, 2) for r in per_round],
         "same_bytes": len(hashes) == 1,
+        "pair_wall_s": pairs,
+        "ceiling": round(2 * statistics.median(walls["workers_1"]) / statistics.median(pairs), 2),
     }
 
 

@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from facetracker.annotations import Box, Sample, load_samples
+from facetracker.annotations import Box, Sample, list_images, load_samples
 from facetracker.config import AUG_PER_IMAGE, CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 
@@ -393,11 +393,30 @@ def exit_with_parent(parent: BaseProcess) -> None:
     os._exit(1)
 
 
-def run_chunks(chunks: list[_Chunk], workers: int, progress: bool) -> list[tuple[_Chunk, _ChunkResult]]:
-    """Write every chunk, in this process alone (workers=1) or with `workers - 1` more processes.
+@dataclass(frozen=True)
+class _WorkerPool:
+    """Worker processes, started as early as possible: `started` counts those ready for work."""
 
-    This process works through chunks too; a worker process is handed chunks only once it has
-    started (importing albumentations takes it seconds), two at a time so it never waits for the next.
+    executor: ProcessPoolExecutor
+    started: Synchronized
+
+
+def start_pool(size: int) -> _WorkerPool:
+    """Start `size` worker processes now; they import albumentations while this process plans the work."""
+    # spawn, not fork: forked workers hung here once this process had used OpenCV's thread pool
+    # (and TensorFlow's threads in a notebook would do the same).
+    context = get_context("spawn")
+    started = context.Value("i", 0)
+    executor = ProcessPoolExecutor(size, mp_context=context, initializer=init_worker, initargs=(started,))
+    executor.submit(int)  # a no-op: makes the executor start its processes
+    return _WorkerPool(executor, started)
+
+
+def run_chunks(chunks: list[_Chunk], pool: _WorkerPool | None, progress: bool) -> list[tuple[_Chunk, _ChunkResult]]:
+    """Write every chunk, in this process alone (no pool) or with the pool's processes too.
+
+    This process works through chunks as well; a worker process is handed chunks only once it has
+    started (importing albumentations takes it a while), two at a time so it never waits for the next.
 
     Returns:
         (chunk, result) pairs, in no particular order.
@@ -409,25 +428,19 @@ def run_chunks(chunks: list[_Chunk], workers: int, progress: bool) -> list[tuple
         results.append((chunk, augment_chunk(chunk)))
         bar.update(len(chunk.ks))
 
-    if workers <= 1:
+    if pool is None:
         for chunk in chunks:
             local(chunk)
         bar.close()
         return results
-    # spawn, not fork: forked workers hung here once this process had used OpenCV's thread pool
-    # (and TensorFlow's threads in a notebook would do the same).
-    context = get_context("spawn")
-    started = context.Value("i", 0)
-    pool = ProcessPoolExecutor(workers - 1, mp_context=context, initializer=init_worker, initargs=(started,))
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # this process is one of the workers now
     pending, in_flight, broken = deque(chunks), {}, False
     try:
-        pool.submit(int)  # starts the worker processes
         while pending or in_flight:
-            while pending and len(in_flight) < 2 * started.value and not broken:
+            while pending and len(in_flight) < 2 * pool.started.value and not broken:
                 try:
-                    in_flight[pool.submit(augment_chunk, pending[0])] = pending[0]
+                    in_flight[pool.executor.submit(augment_chunk, pending[0])] = pending[0]
                     pending.popleft()
                 except BrokenProcessPool:  # a worker died: this process finishes the rest alone
                     broken = True
@@ -440,7 +453,6 @@ def run_chunks(chunks: list[_Chunk], workers: int, progress: bool) -> list[tuple
                 results.append((chunk, chunk_result(future, chunk)))
                 bar.update(len(chunk.ks))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         cv2.setNumThreads(threads)
         bar.close()
     return results
@@ -569,8 +581,41 @@ def auto_workers(to_write: int) -> int:
     return usable_cores() if to_write >= PARALLEL_MIN_SAMPLES else 1
 
 
+def early_workers(targets: dict[str, _Target], per_image: int, workers: int | None, fresh: bool) -> int:
+    """Processes to start before planning, judged from folder listings alone (1: wait for the plan).
+
+    Sources x per_image, less the labels already written, is what a run writes unless crops are
+    outdated; only reading every label can tell that, so outdated crops get their pool after the plan.
+    """
+    if workers is not None:
+        return workers
+    sources = sum(len(list_images(t.images_dir)) for t in targets.values() if t.images_dir.is_dir())
+    written = (
+        0 if fresh else sum(len(list(t.out_labels.glob("*.json"))) for t in targets.values() if t.out_labels.is_dir())
+    )
+    return auto_workers(sources * per_image - written)
+
+
 # ---------------------------------------------------------------------------------------------
 # The step
+
+
+def load_target(target: _Target, class_name: str) -> list[Sample]:
+    """The samples of one split folder; an error when there are none or two share a stem."""
+    samples = load_samples(target.images_dir, target.labels_dir, class_name)
+    if not samples:
+        raise FaceTrackerError(f"{target.images_dir}: no images to augment; run `facetracker split` first.")
+    check_stems(samples)
+    return samples
+
+
+def prepare_outputs(target: _Target, fresh: bool) -> None:
+    """Make the output folders; remove temp files of a killed run, and with `fresh` every earlier output."""
+    target.out_images.mkdir(parents=True, exist_ok=True)
+    target.out_labels.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        clear_outputs(target.out_images, target.out_labels)
+    remove_temp_files(target.out_images, target.out_labels)
 
 
 def augment_targets(
@@ -588,28 +633,28 @@ def augment_targets(
     """Bring the crops of several split folders up to date, with one pool for all (see `augment_split`)."""
     check_options(per_image, crop, workers, transform)
     transform = transform if transform is not None else build_transform(crop)
-    loaded = {}
-    for name, target in targets.items():
-        samples = load_samples(target.images_dir, target.labels_dir, class_name)
-        if not samples:
-            raise FaceTrackerError(f"{target.images_dir}: no images to augment; run `facetracker split` first.")
-        check_stems(samples)
-        loaded[name] = samples
-    summaries, chunks, owner = {}, [], {}
-    for name, target in targets.items():
-        target.out_images.mkdir(parents=True, exist_ok=True)
-        target.out_labels.mkdir(parents=True, exist_ok=True)
-        if fresh:
-            clear_outputs(target.out_images, target.out_labels)
-        remove_temp_files(target.out_images, target.out_labels)
-        planned, summaries[name] = plan_target(target, loaded[name], per_image, seed, transform)
-        chunks += planned
-        owner.update({id(chunk): name for chunk in planned})
-    to_write = sum(len(chunk.ks) for chunk in chunks)
-    workers = workers or auto_workers(to_write)
-    check_transform(transform, workers)
-    workers = max(1, min(workers, len(chunks)))
-    for chunk, result in run_chunks(chunks, workers, progress):
+    early = early_workers(targets, per_image, workers, fresh)
+    pool = start_pool(early - 1) if early > 1 else None
+    pool_used = False
+    try:
+        loaded = {name: load_target(target, class_name) for name, target in targets.items()}
+        summaries, chunks, owner = {}, [], {}
+        for name, target in targets.items():
+            prepare_outputs(target, fresh)
+            planned, summaries[name] = plan_target(target, loaded[name], per_image, seed, transform)
+            chunks += planned
+            owner.update({id(chunk): name for chunk in planned})
+        workers = workers or auto_workers(sum(len(chunk.ks) for chunk in chunks))
+        check_transform(transform, workers)
+        workers = max(1, min(workers, len(chunks)))
+        if workers > 1 and pool is None:
+            pool = start_pool(workers - 1)
+        pool_used = workers > 1
+        results = run_chunks(chunks, pool if pool_used else None, progress)
+    finally:
+        if pool is not None:  # a pool that got no work is not waited for
+            pool.executor.shutdown(wait=pool_used, cancel_futures=True)
+    for chunk, result in results:
         summary = summaries[owner[id(chunk)]]
         summary.written += result.written
         if result.written:
