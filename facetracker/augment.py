@@ -63,8 +63,8 @@ MIN_VISIBILITY = 0.3
 MIN_BOX_PX = 20
 JPEG_QUALITY = 95
 # With workers=None, a run with fewer samples to write stays in this process: a worker process
-# spends a few CPU-seconds importing albumentations before it writes anything
-# (benchmarks/bench_augment.py measures both sides).
+# imports albumentations before it writes anything, and a small run is over by then
+# (benchmarks/bench_augment.py --quick measures a run just above this size).
 PARALLEL_MIN_SAMPLES = 1000
 # Samples per task handed to a process: small enough that the last tasks end close together,
 # large enough that decoding the source image once per task costs little.
