@@ -52,19 +52,27 @@ def _check(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _split(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.split import split_dataset
+    from facetracker.split import orphan_warning, orphaned_copies, split_dataset
 
     parts = split_dataset(paths, ratios=tuple(args.ratios), seed=args.seed)
     print("  ".join(f"{name}: {len(images)}" for name, images in parts.items()))
+    orphans = orphaned_copies(paths)
+    if orphans:
+        print(f"warning: {orphan_warning(orphans, paths)}")
 
 
 def _augment(args: argparse.Namespace, paths: Paths) -> int:
     from facetracker.augment import augment_dataset
 
     summaries = augment_dataset(paths, splits=args.splits, per_image=args.per_image, crop=args.crop,
-                                workers=args.workers, seed=args.seed, class_name=args.cls, fresh=args.fresh)
+                                workers=args.workers, seed=args.seed, class_name=args.cls, fresh=args.fresh,
+                                prune=args.prune)
     for split, summary in summaries.items():
         print(f"{split}: {summary.format()}")
+    first = next(iter(summaries.values()))
+    writers = set().union(*(summary.writers for summary in summaries.values()))
+    how = "--workers" if args.workers else "automatic"
+    print(f"processes: {first.processes} ({how}), {len(writers)} of them wrote samples")
     return 1 if any(summary.failed for summary in summaries.values()) else 0
 
 
@@ -191,10 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--per-image", type=int, default=config.AUG_PER_IMAGE)
     sub.add_argument("--crop", type=int, default=config.CROP_SIZE)
     sub.add_argument("--workers", type=int, default=None,
-                     help="processes (default: all cores from 1000 samples to write, else 1)")
+                     help="processes (default: one per core from 1000 samples to write, else 1)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--splits", nargs="+", default=list(config.SPLITS), choices=list(config.SPLITS))
     sub.add_argument("--fresh", action="store_true", help="delete earlier augmented files of these splits first")
+    sub.add_argument("--prune", action="store_true",
+                     help="delete augmented files of images no longer in the split (otherwise only reported)")
     _add_class(sub)
 
     sub = step("train", _train, "train the two-head detector on aug_data/")

@@ -8,7 +8,8 @@ placed, in an order fixed by a hash of the seed and the file name, each into the
 below its share. Re-running is safe: identical copies are left alone, a changed image or label is
 copied again. Nothing is ever deleted: a split label whose raw label has gone is reported (copy it
 back or delete it), and images that exist only in a split folder (a split made by hand, as in the
-video) are kept as they are.
+video) are kept as they are; while data/images holds frames, `orphaned_copies` names them, since
+a frame deleted from data/images would otherwise live on in its split and in aug_data.
 """
 
 import hashlib
@@ -145,3 +146,21 @@ def split_dataset(
     for image in raw:
         sync_one(paths, image, assignment[image.stem])
     return {split: list_images(paths.split_images(split)) for split in SPLITS}
+
+
+def orphaned_copies(paths: Paths) -> list[Path]:
+    """Split images with no raw image of the same stem in data/images (none when data/images is empty)."""
+    raw = {image.stem for image in list_images(paths.images)}
+    if not raw:  # a split made by hand, as in the video: nothing to compare with
+        return []
+    return [image for split in SPLITS for image in list_images(paths.split_images(split)) if image.stem not in raw]
+
+
+def orphan_warning(orphans: list[Path], paths: Paths) -> str:
+    """One warning naming the split copies whose raw image is gone, and what to do about each."""
+    listed = "\n".join(f"  - {image}" for image in orphans)
+    return (
+        f"{len(orphans)} split image(s) have no raw image in {paths.images}: if you deleted the frame on purpose, "
+        "delete the copy and its label in the split folder too, then run `facetracker augment --prune`; "
+        f"if the copy belongs in the dataset, copy it back to {paths.images}:\n{listed}"
+    )

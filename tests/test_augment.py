@@ -1,7 +1,12 @@
 """Tests for facetracker.augment: real frames and labelme files in tmp_path, no mocks."""
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import albumentations as A
@@ -9,16 +14,21 @@ import cv2
 import numpy as np
 import pytest
 
-from facetracker.annotations import write_labelme
+from facetracker.annotations import load_samples, write_labelme
 from facetracker.augment import (
     TMP_SUFFIX,
+    _Target,
+    augment_chunk,
     augment_dataset,
     augment_image,
     augment_split,
     build_transform,
+    init_worker,
+    plan_target,
 )
 from facetracker.config import CROP_SIZE, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.sample_data import make_sample_data
 
 TOLERANCE_PX = 3
 # The documented rule (augment.MIN_VISIBILITY, augment.MIN_BOX_PX), restated so a change to it shows here.
@@ -26,8 +36,15 @@ MIN_VISIBILITY = 0.3
 MIN_BOX_PX = 20
 
 
-def write_frame(images: Path, labels: Path, name: str, size=(640, 480), rect=(300, 100, 400, 200),
-                label: bool = True, gray: bool = False) -> Path:
+def write_frame(
+    images: Path,
+    labels: Path,
+    name: str,
+    size=(640, 480),
+    rect=(300, 100, 400, 200),
+    label: bool = True,
+    gray: bool = False,
+) -> Path:
     """A black frame with one white rectangle (the 'face'), and its labelme file."""
     width, height = size
     image = np.zeros((height, width) if gray else (height, width, 3), dtype=np.uint8)
@@ -155,8 +172,9 @@ def test_negatives_and_odd_images(tmp_path):
     assert (summary.written, summary.failed) == (48, [])
     outputs = read_outputs(out_images, out_labels)
     empty = [label for _, label in outputs if label["image"] == "empty.jpg"]
-    assert len(empty) == 12 and all(label == {"image": "empty.jpg", "bbox": [0, 0, 0, 0], "class": 0}
-                                     for label in empty)
+    assert len(empty) == 12
+    assert all(label.keys() == {"image", "bbox", "class", "fingerprint"} for label in empty)
+    assert all((label["bbox"], label["class"]) == ([0, 0, 0, 0], 0) for label in empty)
     small = [o for o in outputs if o[1]["image"] == "small.jpg"]
     assert check_boxes_follow_object(small, (80 * 2) ** 2)["positive"] == 12  # enlarged 2x to 640x480
     wide = [o for o in outputs if o[1]["image"] == "wide.png"]
@@ -190,12 +208,25 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     runs = {}
     for name, workers, seed in (("one", 1, 7), ("two", 2, 7), ("other", 1, 8)):
         out = tmp_path / name
-        summary = augment_split(images, labels, out / "images", out / "labels", per_image=4, workers=workers,
-                                seed=seed, progress=False)
+        summary = augment_split(
+            images, labels, out / "images", out / "labels", per_image=4, workers=workers, seed=seed, progress=False
+        )
         assert summary.written == 12
         runs[name] = snapshot(out / "images") | snapshot(out / "labels")
     assert runs["one"] == runs["two"]
     assert runs["one"].keys() == runs["other"].keys() and runs["one"] != runs["other"]
+
+    # A job this small is done before a worker process has started, so write it again in one, as the pool does.
+    out = tmp_path / "worker"
+    target = _Target(images, labels, out / "images", out / "labels")
+    (out / "images").mkdir(parents=True)
+    (out / "labels").mkdir()
+    chunks, _ = plan_target(target, load_samples(images, labels), 4, 7, build_transform())
+    context = get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=init_worker, initargs=(context.Value("i", 0),)) as pool:
+        results = list(pool.map(augment_chunk, chunks))
+    assert sum(r.written for r in results) == 12 and {r.pid for r in results} != {os.getpid()}
+    assert snapshot(out / "images") | snapshot(out / "labels") == runs["one"]
 
 
 def test_failures_are_listed_and_user_transform_runs_in_workers(tmp_path):
@@ -204,8 +235,9 @@ def test_failures_are_listed_and_user_transform_runs_in_workers(tmp_path):
     write_frame(images, labels, "tiny.jpg", size=(320, 240), rect=(10, 10, 50, 50))
     params = A.BboxParams(format="albumentations", label_fields=["class_labels"])
     strict_crop = A.Compose([A.RandomCrop(450, 450), A.HorizontalFlip(p=0.5)], bbox_params=params)
-    summary = augment_split(images, labels, out_images, out_labels, per_image=3, workers=2,
-                            transform=strict_crop, progress=False)
+    summary = augment_split(
+        images, labels, out_images, out_labels, per_image=3, workers=2, transform=strict_crop, progress=False
+    )
     assert summary.written == 3
     assert len(summary.failed) == 1 and summary.failed[0][0].endswith("tiny.jpg")
     assert "CropSizeError" in summary.failed[0][1]
@@ -220,8 +252,9 @@ def test_unusable_transforms_are_refused(tmp_path):
     with pytest.raises(FaceTrackerError, match="worker processes"):
         augment_split(images, labels, out_images, out_labels, per_image=1, workers=2, transform=unpicklable)
     with pytest.raises(FaceTrackerError, match="bbox_params"):
-        augment_split(images, labels, out_images, out_labels, per_image=1, workers=1,
-                      transform=A.Compose([A.HorizontalFlip()]))
+        augment_split(
+            images, labels, out_images, out_labels, per_image=1, workers=1, transform=A.Compose([A.HorizontalFlip()])
+        )
     with pytest.raises(FaceTrackerError, match="no images"):
         augment_split(tmp_path / "none", labels, out_images, out_labels)
 
@@ -232,8 +265,7 @@ def test_stale_outputs_are_reported_and_fresh_removes_them(tmp_path):
     augment_split(images, labels, out_images, out_labels, per_image=4, workers=1, progress=False)
     summary = augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, progress=False)
     assert summary.skipped == 2 and any("4 files" in w for w in summary.warnings)
-    summary = augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, fresh=True,
-                            progress=False)
+    summary = augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, fresh=True, progress=False)
     assert summary.written == 2 and not summary.warnings
     assert sorted(p.name for p in out_labels.iterdir()) == ["a.0.json", "a.1.json"]
 
@@ -248,3 +280,154 @@ def test_augment_dataset_fills_every_split_and_leaves_data_alone(tmp_path):
     for split in SPLITS:
         assert sorted(p.name for p in paths.aug_images(split).iterdir()) == [f"{split}.0.jpg", f"{split}.1.jpg"]
     assert {p: p.read_bytes() for p in sorted(paths.data.rglob("*")) if p.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Crops follow their sources
+
+
+def save_with_labelme(label_path: Path, image_path: Path, box_px: tuple[float, float, float, float]) -> None:
+    """A rectangle saved by labelme's own writer, as the labelme app does (corners in click order)."""
+    from labelme import LabelFile
+
+    x1, y1, x2, y2 = box_px
+    shape = {
+        "label": "face",
+        "points": [[x1, y1], [x2, y2]],
+        "group_id": None,
+        "description": "",
+        "shape_type": "rectangle",
+        "flags": {},
+        "mask": None,
+    }
+    height, width = cv2.imread(str(image_path)).shape[:2]
+    label_path.parent.mkdir(parents=True, exist_ok=True)
+    LabelFile().save(str(label_path), [shape], f"../images/{image_path.name}", height, width)
+
+
+def facetracker(root: Path, *args: str) -> str:
+    """Run one step of the real CLI on project `root`; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "facetracker.cli", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    """name -> (inode, mtime in ns) of every file: changes whenever a file is rewritten."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def box_on_object(image: np.ndarray, label: dict) -> bool:
+    """Whether a crop's box lies on the white rectangle in its image."""
+    region = bright_region(image)
+    return region is not None and np.allclose(np.array(label["bbox"]) * CROP_SIZE, region, atol=TOLERANCE_PX)
+
+
+def crops_of(paths: Paths, stem: str) -> list[tuple[np.ndarray, dict]]:
+    """The augmented samples of one source frame, from whichever split holds it."""
+    split = next(s for s in SPLITS if (paths.split_images(s) / f"{stem}.jpg").is_file())
+    outputs = read_outputs(paths.aug_images(split), paths.aug_labels(split))
+    return [(image, label) for image, label in outputs if label["image"] == f"{stem}.jpg"]
+
+
+@pytest.mark.slow
+def test_a_redrawn_box_reaches_the_crops_through_split_and_augment(tmp_path):
+    paths = Paths(tmp_path)
+    for i in range(7):  # 5 / 1 / 1 frames after the split
+        image = write_frame(paths.images, paths.labels, f"frame{i}.jpg", rect=(300, 100, 400, 200), label=False)
+        wrong = (100, 300, 160, 380) if i == 3 else (400, 200, 300, 100)  # frame3's box misses the face
+        save_with_labelme(paths.labels / f"frame{i}.json", image, wrong)
+    facetracker(tmp_path, "split")
+    facetracker(tmp_path, "augment", "--per-image", "4", "--workers", "1")
+    wrong_crops = [(image, label) for image, label in crops_of(paths, "frame3") if label["class"] == 1]
+    assert wrong_crops and all(not box_on_object(image, label) for image, label in wrong_crops)
+    before = {split: stamps(paths.aug_labels(split)) | stamps(paths.aug_images(split)) for split in SPLITS}
+
+    save_with_labelme(paths.labels / "frame3.json", paths.images / "frame3.jpg", (400, 200, 300, 100))  # redrawn
+    facetracker(tmp_path, "split")
+    out = facetracker(tmp_path, "augment", "--per-image", "4", "--workers", "1")
+
+    assert "4 written (4 replacing outdated crops)" in out
+    assert out.count("0 written (0 replacing outdated crops)") == 2, out
+    counts = check_boxes_follow_object(crops_of(paths, "frame3"), 100 * 100)
+    assert counts["positive"] == 4
+    after = {split: stamps(paths.aug_labels(split)) | stamps(paths.aug_images(split)) for split in SPLITS}
+    changed = {name for split in SPLITS for name, stamp in after[split].items() if before[split][name] != stamp}
+    assert changed == {f"frame3.{k}.{ext}" for k in range(4) for ext in ("jpg", "json")}
+
+    out = facetracker(tmp_path, "augment", "--per-image", "4", "--workers", "1")  # nothing changed: nothing redone
+    assert out.count("0 written (0 replacing outdated crops)") == 3, out
+    assert after == {split: stamps(paths.aug_labels(split)) | stamps(paths.aug_images(split)) for split in SPLITS}
+
+
+def test_changed_settings_or_sources_redo_the_crops_and_nothing_else_does(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "a.jpg")
+    write_frame(images, labels, "b.jpg", rect=(100, 100, 200, 200))
+
+    def run(**options) -> tuple[int, int, int]:
+        summary = augment_split(
+            images, labels, out_images, out_labels, per_image=3, workers=1, progress=False, **options
+        )
+        assert summary.failed == []
+        return summary.written, summary.outdated, summary.skipped
+
+    assert run() == (6, 0, 0)
+    first = snapshot(out_images) | snapshot(out_labels)
+    label = json.loads((labels / "a.json").read_text())
+    label["flags"] = {"checked": True}  # a change that does not move the box
+    (labels / "a.json").write_text(json.dumps(label))
+    assert run() == (0, 0, 6)
+    assert run(seed=1) == (6, 6, 0)
+    assert (snapshot(out_images) | snapshot(out_labels)).keys() == first.keys()
+    assert snapshot(out_images) != {k: v for k, v in first.items() if k.endswith(".jpg")}
+    assert run(seed=1, crop=300) == (6, 6, 0)
+    assert cv2.imread(str(out_images / "a.0.jpg")).shape == (300, 300, 3)
+    no_vertical_flip = build_transform(300)
+    no_vertical_flip.transforms[-1].p = 0.0
+    assert run(seed=1, transform=no_vertical_flip) == (6, 6, 0)
+    assert run(seed=1, transform=no_vertical_flip) == (0, 0, 6)
+    write_frame(images, labels, "b.jpg", rect=(100, 100, 200, 200), label=False)  # same label, new pixels:
+    cv2.imwrite(str(images / "b.jpg"), cv2.imread(str(images / "b.jpg")) // 2)  # the face got darker
+    assert run(seed=1, transform=no_vertical_flip) == (3, 3, 3)
+    assert run() == (6, 6, 0)
+    assert snapshot(out_images) | snapshot(out_labels) != first  # b.jpg's pixels changed
+    assert {k: v for k, v in (snapshot(out_images) | snapshot(out_labels)).items() if k.startswith("a.")} == {
+        k: v for k, v in first.items() if k.startswith("a.")
+    }  # back to the first settings: the same bytes as the first run
+
+
+def test_crops_of_an_image_gone_from_the_split_are_reported_then_pruned(tmp_path):
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "kept.jpg")
+    write_frame(images, labels, "gone.jpg")
+    augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, progress=False)
+    (images / "gone.jpg").unlink()
+    (labels / "gone.json").unlink()
+    summary = augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, progress=False)
+    (warning,) = summary.warnings
+    assert "4 files" in warning and "(gone)" in warning and "--prune" in warning
+    assert len(list(out_labels.iterdir())) == 4  # reported, not deleted
+    summary = augment_split(images, labels, out_images, out_labels, per_image=2, workers=1, prune=True, progress=False)
+    assert "deleted 4 files" in summary.warnings[0] and summary.skipped == 2
+    assert sorted(p.name for p in out_labels.iterdir()) == ["kept.0.json", "kept.1.json"]
+    assert sorted(p.name for p in out_images.iterdir()) == ["kept.0.jpg", "kept.1.jpg"]
+    assert sorted(p.name for p in images.iterdir()) == ["kept.jpg"]
+
+
+@pytest.mark.slow
+def test_automatic_worker_count_is_one_per_core_from_1000_samples(tmp_path):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for frames, per_image, expected in ((20, 49, 1), (20, 50, cores)):  # 980 and 1000 samples to write
+        root = tmp_path / f"x{per_image}"
+        make_sample_data(Paths(root), count=frames, seed=0)
+        facetracker(root, "split")
+        out = facetracker(root, "augment", "--per-image", str(per_image), "--crop", "64")
+        assert f"processes: {expected} (automatic)" in out, out
+        rerun = facetracker(root, "augment", "--per-image", str(per_image), "--crop", "64")
+        assert "processes: 1 (automatic), 0 of them wrote samples" in rerun, rerun  # nothing left to write

@@ -1,8 +1,8 @@
 """kill -9 in the middle of `facetracker augment` and `facetracker train`, then run again.
 
-Each test runs the real command in a subprocess (its own process group, so its worker processes
-die with it), kills it with SIGKILL once some output exists, and checks that running the same
-command again finishes the job as if nothing had happened.
+Each test runs the real command in a subprocess, kills it with SIGKILL once some output exists, and
+checks that running the same command again finishes the job as if nothing had happened. `augment`
+is killed while its process pool works, the parent alone: its workers must end by themselves.
 """
 
 import json
@@ -26,7 +26,7 @@ from facetracker.split import split_dataset
 pytestmark = pytest.mark.slow
 
 FRAMES = 40
-AUG_PER_IMAGE = 20
+AUG_PER_IMAGE = 40  # 28 train frames x 40: long enough to be killed while the pool works
 TRAIN_PER_IMAGE = 3
 TRAIN_EPOCHS = 3
 TIMEOUT_S = 120
@@ -47,8 +47,9 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def kill_when(root: Path, args: tuple[str, ...], ready: Callable[[], bool]) -> None:
     """Start a step, wait until `ready()`, then SIGKILL it and all its processes."""
-    process = subprocess.Popen(facetracker(root, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        facetracker(root, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not ready():
@@ -74,13 +75,66 @@ def count_files(folder: Path, pattern: str) -> int:
     return sum(1 for _ in folder.rglob(pattern)) if folder.is_dir() else 0
 
 
-def test_augment_killed_then_rerun_matches_an_uninterrupted_run(tmp_path):
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def is_running(pid: int) -> bool:
+    """Whether a process exists and has not ended (a zombie waiting to be reaped has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def pool_workers(pid: int) -> list[int]:
+    """The worker processes of the augment pool that process `pid` started."""
+    workers = []
+    for child in child_pids(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            continue
+    return workers
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads worker processes from Linux /proc")
+def test_augment_pool_killed_then_rerun_matches_an_uninterrupted_run(tmp_path):
     paths = split_project(tmp_path / "killed")
     clean = tmp_path / "clean"
     shutil.copytree(paths.data, clean / "data")
-    args = ("augment", "--per-image", str(AUG_PER_IMAGE), "--seed", "3", "--splits", "train")  # 2 workers
+    args = ("augment", "--per-image", str(AUG_PER_IMAGE), "--seed", "3", "--splits", "train", "--workers", "2")
 
-    kill_when(paths.root, args, lambda: count_files(paths.aug_data, "*.json") >= 100)
+    # SIGKILL to the parent alone, once its worker process has started and samples are being written.
+    process = subprocess.Popen(
+        facetracker(paths.root, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (workers := pool_workers(process.pid)) or count_files(paths.aug_data, "*.json") < 100:
+            assert process.poll() is None, f"augment finished (exit {process.returncode}) before it could be killed"
+            assert time.monotonic() < deadline, f"augment: nothing to interrupt after {TIMEOUT_S} s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 10
+        while any(map(is_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lingering = [pid for pid in workers if is_running(pid)]
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group, so nothing outlives the test
+    assert not lingering, f"pool worker(s) {lingering} kept running after their parent was killed"
     written_before_rerun = count_files(paths.aug_data, "*.json")
     expected = len(list(paths.split_images("train").iterdir())) * AUG_PER_IMAGE
     assert written_before_rerun < expected, "the kill came too late to test anything"
@@ -88,7 +142,7 @@ def test_augment_killed_then_rerun_matches_an_uninterrupted_run(tmp_path):
     rerun = run(paths.root, *args)
     run(clean, *args)
 
-    assert "failed" in rerun.stdout and " 0 failed" in rerun.stdout
+    assert " 0 failed" in rerun.stdout and "processes: 2 (--workers)" in rerun.stdout
     assert count_files(paths.aug_data, "*.tmp") == 0
     assert count_files(paths.aug_data, ".*") == 0  # no hidden temp files either
     images = {p.stem for p in paths.aug_images("train").iterdir()}

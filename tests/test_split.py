@@ -1,6 +1,8 @@
 """split: copies into train/test/val that are deterministic, stable, re-runnable and leave raw data alone."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,7 @@ from facetracker.annotations import check, prelabel_haar
 from facetracker.config import SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.sample_data import make_sample_data
-from facetracker.split import split_dataset, target_counts
+from facetracker.split import orphaned_copies, split_dataset, target_counts
 
 
 def tiny_frames(paths: Paths, names: list[str], label_every: int = 2) -> None:
@@ -141,3 +143,25 @@ def test_raw_data_untouched_by_the_whole_pipeline(sample_paths: Paths, file_hash
     after = file_hashes(sample_paths.labels)
     assert {k: after[k] for k in labels} == labels and len(after) == len(labels) + len(written)
     assert sum(len(list(sample_paths.split_images(s).iterdir())) for s in SPLITS) == 20
+
+
+def test_split_warns_about_copies_whose_raw_image_is_gone(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(10))
+    split = assignment(split_dataset(paths))
+    (paths.images / "img0004.jpg").unlink()  # the learner deletes a bad frame and its label
+    (paths.labels / "img0004.json").unlink()
+    copy = paths.split_images(split["img0004"]) / "img0004.jpg"
+    done = subprocess.run(
+        [sys.executable, "-m", "facetracker.cli", "--root", str(tmp_path), "split"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: 1 split image(s) have no raw image" in done.stdout
+    assert f"  - {copy}" in done.stdout and "augment --prune" in done.stdout and "copy it back" in done.stdout
+    assert copy.is_file()  # reported, never deleted
+    assert orphaned_copies(paths) == [copy]
+    (paths.images / "img0004.jpg").write_bytes(copy.read_bytes())
+    assert orphaned_copies(paths) == []
