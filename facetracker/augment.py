@@ -671,19 +671,7 @@ def augment_targets(
 
 
 def augment_split(
-    images_dir: Path,
-    labels_dir: Path,
-    out_images: Path,
-    out_labels: Path,
-    per_image: int = AUG_PER_IMAGE,
-    crop: int = CROP_SIZE,
-    workers: int | None = None,
-    seed: int = 0,
-    transform: A.Compose | None = None,
-    class_name: str = CLASS_NAME,
-    fresh: bool = False,
-    prune: bool = False,
-    progress: bool = True,
+    images_dir: Path, labels_dir: Path, out_images: Path, out_labels: Path, **options
 ) -> AugmentSummary:
     """Bring the `per_image` augmented samples of every image in one split folder up to date.
 
@@ -693,6 +681,7 @@ def augment_split(
     Args:
         images_dir, labels_dir: the split's frames and labelme files (read only).
         out_images, out_labels: where `<stem>.<k>.jpg` and `<stem>.<k>.json` go.
+        options: as `augment_targets` takes them:
         per_image: augmented samples per source image (the video: 60).
         crop: crop side for the default pipeline (ignored when `transform` is given).
         workers: processes to use, this one included; None: one per CPU core when there are at least
@@ -709,9 +698,7 @@ def augment_split(
         An AugmentSummary: samples written (and how many replaced outdated ones), up to date, failures.
     """
     target = _Target(images_dir, labels_dir, out_images, out_labels)
-    return augment_targets(
-        {"split": target}, per_image, crop, workers, seed, transform, class_name, fresh, prune, progress
-    )["split"]
+    return augment_targets({"split": target}, **options)["split"]
 
 
 def augment_dataset(paths: Paths, splits: Iterable[str] = SPLITS, **options) -> dict[str, AugmentSummary]:

@@ -5,13 +5,17 @@ Modules are imported inside the handlers, so the data steps start without loadin
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from facetracker import config
-from facetracker.config import Paths
-from facetracker.errors import FaceTrackerError
+# TensorFlow's C++ start-up lines would bury our one-line messages; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from facetracker import config  # noqa: E402
+from facetracker.config import Paths  # noqa: E402
+from facetracker.errors import FaceTrackerError  # noqa: E402
 
 
 def _sample_data(args: argparse.Namespace, paths: Paths) -> None:
