@@ -1,46 +1,35 @@
-# One-command entry points. `make demo` and `make test` each build the environment first.
-PYTHON ?= python3.11
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One-command entry points. Each runs `python3.x dev.py <task>`, which builds .venv first when needed;
+# without make, run the same tasks as `python dev.py <task>` (see README).
+# PYTHON: the newest of python3.13, python3.12, python3.11 that runs here, else python3 (dev.py then
+# says if its version is unsupported). Override: make test PYTHON=python3.12
+PYTHON ?= $(or $(firstword $(foreach v,3.13 3.12 3.11,$(shell python$(v) -c "" >/dev/null 2>&1 && echo python$(v)))),python3)
+DEV := $(PYTHON) dev.py
 
 .PHONY: venv demo test test-fast lint style notebook bench clean
 
-venv: $(STAMP)
+venv:
+	$(DEV) venv
 
-$(STAMP): requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	@# albumentations pulls opencv-python-headless into the same cv2 folder: keep only the GUI build.
-	$(BIN)/pip uninstall -q -y opencv-python-headless opencv-python
-	$(BIN)/pip install -q --no-deps opencv-python==4.14.0.94
-	$(BIN)/pip install -q --no-deps -e .
-	touch $(STAMP)
+demo:
+	$(DEV) demo  # runs in its own folder, demo/: never mixed with your data/
 
-demo: venv
-	$(BIN)/facetracker --root demo demo  # its own folder: never mixed with your data/
+test:
+	$(DEV) test
 
-test: venv
-	$(BIN)/ruff check .
-	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/pytest -q --timeout=900
+test-fast:
+	$(DEV) test-fast
 
-test-fast: venv
-	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/pytest -q -m "not slow"
+lint:
+	$(DEV) lint
 
-lint: venv
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+style:
+	$(DEV) style
 
-style: venv
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
+notebook:
+	$(DEV) notebook
 
-notebook: venv
-	$(BIN)/jupyter lab FaceDetection.ipynb
-
-bench: venv
-	$(BIN)/python benchmarks/run.py
+bench:
+	$(DEV) bench
 
 clean:  # caches only: data/ is never touched
 	rm -rf .pytest_cache .ruff_cache

@@ -529,18 +529,33 @@ def labelme_command(paths: Paths, class_name: str = CLASS_NAME) -> list[str]:
 
 
 def launch_labelme(paths: Paths, class_name: str = CLASS_NAME) -> int:
-    """Open the labelme GUI on data/images, saving to data/labels; returns labelme's exit code."""
-    from facetracker.capture import display_available
+    """Open the labelme GUI on data/images, saving to data/labels, and wait until it is closed.
+
+    Returns:
+        0, labelme's exit code after its window was closed. Raises FaceTrackerError with a one-line
+        message starting "no display:" where no window can open (a notebook reports it and goes on),
+        and one starting "labelme failed:" when labelme is missing or exits with an error.
+    """
+    from facetracker.display import display_available
 
     if not display_available():
         raise FaceTrackerError(
-            "labelme needs a display (DISPLAY/WAYLAND_DISPLAY is not set); run `facetracker annotate` "
+            "no display: labelme needs a display (DISPLAY/WAYLAND_DISPLAY is not set); run `facetracker annotate` "
             "on a desktop session, or `facetracker annotate --prelabel haar --no-gui` for automatic proposals."
         )
     if not paths.images.is_dir():
         raise FaceTrackerError(f"{paths.images}: no images folder; collect images first (facetracker collect).")
     paths.labels.mkdir(parents=True, exist_ok=True)
     try:
-        return subprocess.run(labelme_command(paths, class_name), check=False).returncode
+        code = subprocess.run(labelme_command(paths, class_name), check=False).returncode
     except OSError as error:
-        raise FaceTrackerError(f"cannot start labelme ({error}); install it with `pip install labelme`.") from error
+        raise FaceTrackerError(
+            f"labelme failed: cannot start it ({error}); install it with `pip install labelme`."
+        ) from error
+    if code != 0:
+        raise FaceTrackerError(
+            f"labelme failed: it exited with code {code} (its messages are above). 'Could not load the Qt platform "
+            "plugin \"xcb\"' means a second OpenCV build (opencv-python) is installed: `pip uninstall opencv-python`, "
+            "then `pip install --force-reinstall opencv-python-headless` (see README, Troubleshooting)."
+        )
+    return code

@@ -11,9 +11,7 @@ real time. A video file is not played in real time: we take the frames at video 
 `grab()`, so collecting from a file is as fast as decoding it.
 """
 
-import os
 import re
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from facetracker.config import Paths
+from facetracker.display import FrameWindow, display_available, gui_available
 from facetracker.errors import FaceTrackerError
 
 PREVIEW_WINDOW = "FaceTracker collect (q: stop)"
@@ -70,21 +69,6 @@ def open_source(source: int | str | Path) -> cv2.VideoCapture:
     raise FaceTrackerError(f"cannot open {what} {parsed}: check the path or URL, or convert the video to .mp4.")
 
 
-def gui_available() -> bool:
-    """Whether OpenCV was built with a GUI backend (opencv-python-headless is not)."""
-    match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
-    return match is not None and match.group(1).upper() not in ("NONE", "NO")
-
-
-def display_available() -> bool:
-    """Whether a window can open: Windows, macOS, or an X11/Wayland display."""
-    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
-        return False
-    if sys.platform in ("win32", "darwin"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def can_open(source: int | str | Path) -> bool:
     """Whether a camera, video file or URL opens (the notebook falls back to a sample video when not)."""
     log = cv2.utils.logging
@@ -104,7 +88,7 @@ def want_preview(preview: bool | None) -> bool:
     possible = display_available() and gui_available()
     if preview and not possible:
         raise FaceTrackerError(
-            "--preview needs a display and OpenCV with a GUI (opencv-python, not -headless); run without --preview."
+            "--preview needs a display and PyQt5 (`pip install PyQt5`, labelme installs it); run without --preview."
         )
     return possible if preview is None else bool(preview)
 
@@ -127,12 +111,6 @@ def frame_step(cap: cv2.VideoCapture, interval: float) -> int:
 def skip_frames(cap: cv2.VideoCapture, count: int) -> bool:
     """Grab and drop `count` frames; False if the source ended."""
     return all(cap.grab() for _ in range(count))
-
-
-def show(frame: np.ndarray) -> bool:
-    """Show a frame in the preview window; False when the user pressed q."""
-    cv2.imshow(PREVIEW_WINDOW, frame)
-    return cv2.waitKey(1) & 0xFF != ord("q")
 
 
 def collect(
@@ -164,7 +142,9 @@ def collect(
     live = is_live(parsed)
     cap = open_source(parsed)
     saved: list[Path] = []
+    window = None
     try:
+        window = FrameWindow(PREVIEW_WINDOW) if show_window else None
         skip = 0 if live else frame_step(cap, interval) - 1
         for index in tqdm(range(count), desc=f"collect from {parsed}", unit="frame"):
             if index and live:
@@ -175,12 +155,12 @@ def collect(
             if not ok or frame is None:
                 raise stopped(parsed, saved, count, images_dir)
             saved.append(save_frame(frame, images_dir))
-            if show_window and not show(frame):
+            if window is not None and not window.show(frame):
                 break
     finally:
         cap.release()
-        if show_window:
-            cv2.destroyAllWindows()
+        if window is not None:
+            window.close()
     return saved
 
 

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from facetracker.capture import is_live, is_url, open_source, parse_source, want_preview
 from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, IMAGE_SIZE
+from facetracker.display import FrameWindow
 from facetracker.errors import FaceTrackerError
 from facetracker.geometry import Box, FrameGeometry, PixelBox, box_to_frame, frame_geometry
 
@@ -362,12 +363,6 @@ def read_frame(capture: cv2.VideoCapture, source: int | str, frames: int) -> np.
     return None
 
 
-def show_frame(frame: np.ndarray, title: str) -> bool:
-    """Show a frame in a window; True when the user pressed 'q' to quit."""
-    cv2.imshow(title, frame)
-    return cv2.waitKey(1) & 0xFF == ord("q")
-
-
 def check_options(threshold: float, max_frames: int | None = None) -> None:
     """Refuse a threshold outside [0, 1] and a frame limit below 1."""
     if max_frames is not None and max_frames < 1:
@@ -404,7 +399,7 @@ def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.k
     rate, recorder = FrameRate(start), None
     if output is not None:
         recorder = Recorder(Path(output), source_fps(capture), is_live(source), start)
-    frames, model_s = 0, 0.0
+    frames, model_s, window = 0, 0.0, None
     try:
         while max_frames is None or frames < max_frames:
             frame = read_frame(capture, source, frames)
@@ -419,14 +414,16 @@ def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.k
             draw_fps(frame, rate.tick(now))
             if recorder is not None:
                 recorder.write(frame, now)
-            if show and show_frame(frame, f"FaceTracker ({class_name})"):
-                break
+            if show:
+                window = window or FrameWindow(f"FaceTracker ({class_name}) - q quits")
+                if not window.show(frame):
+                    break
     finally:
         capture.release()
         if recorder is not None:
             recorder.close()
-        if show:
-            cv2.destroyAllWindows()
+        if window is not None:
+            window.close()
     elapsed = time.perf_counter() - start
     return DetectSummary(frames, 1000 * model_s / max(frames, 1), frames / max(elapsed, 1e-9), elapsed,
                          Path(output) if output is not None else None)

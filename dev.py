@@ -1,0 +1,115 @@
+"""Build the environment and run the project's tasks with Python alone (no make): Windows, macOS, Linux.
+
+    python dev.py venv            .venv: requirements.txt, then this package (editable); `pip check`
+    python dev.py test [ARGS]     the environment, ruff, then pytest (ARGS go to pytest, e.g. -m "not slow")
+    python dev.py test-fast       the same, without the tests marked slow
+    python dev.py demo            the demo in demo/ (never mixed with your data/)
+    python dev.py lint | style | notebook | bench
+
+The Python that runs this script builds .venv, and must be 3.11, 3.12 or 3.13 (on Windows:
+`py -3.13 dev.py test`). A .venv made by another Python version is rebuilt. `make <task>` runs
+`python3.x dev.py <task>` with the newest of them it finds.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".installed"
+SUPPORTED = ((3, 11), (3, 12), (3, 13))
+TASKS = ("venv", "test", "test-fast", "demo", "lint", "style", "notebook", "bench")
+
+
+def check_python() -> None:
+    """Exit with one clear line when this Python is not a supported version."""
+    if sys.version_info[:2] not in SUPPORTED:
+        version = ".".join(map(str, sys.version_info[:3]))
+        sys.exit(
+            f"dev.py: this is Python {version}; FaceTracker needs 3.11, 3.12 or 3.13. Run it with one of "
+            "them, e.g. `python3.13 dev.py test` (Windows: `py -3.13 dev.py test`), or `make test PYTHON=python3.12`."
+        )
+
+
+def venv_bin(name: str) -> Path:
+    """A program inside .venv (Scripts\\name.exe on Windows, bin/name elsewhere)."""
+    if os.name == "nt":
+        return VENV / "Scripts" / f"{name}.exe"
+    return VENV / "bin" / name
+
+
+def wanted_stamp() -> str:
+    """What .venv must have been built from: this Python's version and the requirement files."""
+    digest = hashlib.sha256()
+    for name in ("requirements.txt", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    return f"python {sys.version_info.major}.{sys.version_info.minor} {digest.hexdigest()}\n"
+
+
+def run(*command: str | Path, env: dict[str, str] | None = None) -> int:
+    """Run a command in the project folder, echoing it; returns its exit code."""
+    print("+", " ".join(str(part) for part in command), flush=True)
+    return subprocess.run([str(part) for part in command], cwd=ROOT, env=env, check=False).returncode
+
+
+def must(*command: str | Path) -> None:
+    """Run a command; exit with its code when it fails."""
+    code = run(*command)
+    if code != 0:
+        sys.exit(code)
+
+
+def build_venv() -> None:
+    """Create or update .venv so that it matches this Python and the requirement files."""
+    stamp = wanted_stamp()
+    if STAMP.is_file() and STAMP.read_text() == stamp:
+        return
+    print(f"dev.py: building {VENV} with Python {sys.version.split()[0]}", flush=True)
+    # A fresh folder: a .venv of another Python version or an older pin set would leave stale packages behind.
+    venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    python = venv_bin("python")
+    must(python, "-m", "pip", "install", "-q", "--upgrade", "pip")
+    must(python, "-m", "pip", "install", "-q", "-r", "requirements.txt")
+    must(python, "-m", "pip", "install", "-q", "--no-deps", "-e", ".")
+    must(python, "-m", "pip", "check")
+    STAMP.write_text(stamp)
+
+
+def task(name: str, args: list[str]) -> int:
+    """Run one task (after building .venv); returns its exit code."""
+    build_venv()
+    python = venv_bin("python")
+    test_env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    if name == "venv":
+        return 0
+    if name in ("test", "test-fast"):
+        code = run(venv_bin("ruff"), "check", ".")
+        fast = ["-m", "not slow"] if name == "test-fast" else []
+        # pytest exits 5 when no test ran: that is a failure here too, as every non-zero code.
+        return code or run(python, "-m", "pytest", "-q", "--timeout=900", *fast, *args, env=test_env)
+    if name == "demo":
+        return run(venv_bin("facetracker"), "--root", "demo", "demo", *args)
+    if name == "lint":
+        return run(venv_bin("ruff"), "check", ".") or run(venv_bin("ruff"), "format", "--check", ".")
+    if name == "style":
+        return run(venv_bin("ruff"), "check", "--fix", ".") or run(venv_bin("ruff"), "format", ".")
+    if name == "notebook":
+        return run(venv_bin("jupyter"), "lab", "FaceDetection.ipynb")
+    return run(python, "benchmarks/run.py", *args)
+
+
+def main(argv: list[str]) -> int:
+    """Parse `dev.py TASK [ARGS...]` and run it."""
+    if not argv or argv[0] not in TASKS:
+        print(__doc__)
+        return 2
+    check_python()
+    return task(argv[0], argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

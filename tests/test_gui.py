@@ -1,0 +1,225 @@
+"""Windows on a real (virtual) X display: labelme from `facetracker annotate`, the `collect --preview`
+window and the `detect` window.
+
+Each test starts the real command through its entry point under Xvfb, waits for its window by title,
+saves a screenshot of the screen into the test's tmp_path (printed, run with -s to see it), checks
+that the window shows a picture and not a flat colour, and closes it. They need Xvfb, xdotool and
+ImageMagick's `import` (.ci/run installs them); without them they are skipped, except on CI.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facetracker.config import Paths
+from facetracker.sample_data import make_sample_data, write_sample_video
+
+pytestmark = [pytest.mark.slow, pytest.mark.gui]
+
+TOOLS = ("Xvfb", "xdotool", "import")
+WINDOW_TIMEOUT_S = 90  # starting TensorFlow or labelme on a busy 2-core machine
+DETECT_FRAMES = 2000  # about 8 s of detect at 240 frames/s: time to find the window, screenshot it, press q
+
+
+@pytest.fixture
+def x_env() -> Iterator[dict[str, str]]:
+    """The environment of a fresh Xvfb display (DISPLAY set); the server stops after the test."""
+    missing = [tool for tool in TOOLS if not shutil.which(tool)]
+    if missing:
+        reason = f"needs {', '.join(missing)}: apt-get install xvfb xauth xdotool imagemagick"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (.ci/run installs them)")
+        pytest.skip(reason)
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    number = server.stdout.readline().strip()  # Xvfb writes it once it accepts clients
+    env = {key: value for key, value in os.environ.items() if key not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["DISPLAY"] = f":{number}"
+    try:
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def facetracker_command() -> list[str]:
+    """The installed `facetracker` entry point next to this Python (as a user runs it)."""
+    script = shutil.which("facetracker", path=str(Path(sys.executable).parent))
+    assert script, f"no facetracker entry point next to {sys.executable}: install the package (make venv)"
+    return [script]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a command in its own process group (labelme runs as a child), output into `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Kill a started command and its children."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def xdotool(env: dict[str, str], *args: str) -> str:
+    """Run xdotool on the test's display; its output ('' when it found nothing)."""
+    return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def wait_for_window(env: dict[str, str], title: str, process: subprocess.Popen, log: Path) -> str:
+    """The X window id of the first visible window whose title matches `title` (a regex)."""
+    deadline = time.monotonic() + WINDOW_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = xdotool(env, "search", "--onlyvisible", "--name", title)
+        if found:
+            return found.split()[0]
+        if process.poll() is not None:
+            output = log.read_text()[-3000:]
+            pytest.fail(f"exited with {process.returncode} before a {title!r} window opened:\n{output}")
+        time.sleep(0.2)
+    pytest.fail(f"no {title!r} window within {WINDOW_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+def window_pixels(env: dict[str, str], window: str, screenshot: Path) -> np.ndarray:
+    """Screenshot the whole screen into `screenshot`; returns the window's part of it (BGR)."""
+    subprocess.run(["import", "-window", "root", str(screenshot)], env=env, check=True, timeout=60)
+    geometry = dict(line.split("=") for line in xdotool(env, "getwindowgeometry", "--shell", window).splitlines())
+    if not geometry:  # the window has closed
+        return np.zeros((0, 0, 3), np.uint8)
+    x, y, width, height = (int(geometry[key]) for key in ("X", "Y", "WIDTH", "HEIGHT"))
+    screen = cv2.imread(str(screenshot))
+    return screen[max(y, 0) : y + height, max(x, 0) : x + width]
+
+
+def wait_for_picture(env: dict[str, str], window: str, screenshot: Path, looks_right) -> np.ndarray:
+    """Screenshot until the window's pixels satisfy `looks_right` (drawing may lag its mapping)."""
+    deadline = time.monotonic() + 30
+    while True:
+        pixels = window_pixels(env, window, screenshot)
+        if looks_right(pixels) or time.monotonic() > deadline:
+            print(f"\nscreenshot: {screenshot}")
+            return pixels
+        time.sleep(0.5)
+
+
+def first_frame(video: Path) -> np.ndarray:
+    """Frame 0 of a video file."""
+    capture = cv2.VideoCapture(str(video))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, video
+    return frame
+
+
+def shows_frame(frame: np.ndarray):
+    """A check: the window's pixels are `frame` (up to video coding, the moving face and drawn text)."""
+
+    def check(pixels: np.ndarray) -> bool:
+        if pixels.shape != frame.shape:
+            return False
+        return float(np.mean(cv2.absdiff(pixels, frame))) < 25.0
+
+    return check
+
+
+def not_flat(pixels: np.ndarray) -> bool:
+    """Whether an image shows something: many colours and real contrast."""
+    return pixels.size > 0 and float(pixels.std()) > 20.0 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 100
+
+
+def press_q(env: dict[str, str], window: str) -> None:
+    """Give the window the keyboard focus and type q (XTEST, as a real key press)."""
+    xdotool(env, "windowfocus", "--sync", window)
+    xdotool(env, "key", "q")
+
+
+def test_annotate_opens_labelme_on_the_images(x_env: dict[str, str], tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    make_sample_data(Paths(root), count=3, seed=0)
+    log = tmp_path / "annotate.log"
+    process = start([*facetracker_command(), "--root", str(root), "annotate"], x_env, log)
+    try:
+        window = wait_for_window(x_env, "labelme", process, log)
+        pixels = wait_for_picture(x_env, window, tmp_path / "labelme.png", not_flat)
+        title = xdotool(x_env, "getwindowname", window)
+    finally:
+        stop(process)
+    assert not_flat(pixels), f"labelme's window is blank: {tmp_path / 'labelme.png'}"
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 400, pixels.shape
+    assert re.search(r"\.jpg", title), f"labelme opened no image (title {title!r})"
+
+
+def test_collect_preview_shows_the_frames_and_q_stops(x_env: dict[str, str], tmp_path: Path) -> None:
+    video = write_sample_video(tmp_path / "camera.mp4", frames=40, fps=15)
+    log = tmp_path / "collect.log"
+    # A file:// URL is a live source: frames come `interval` seconds apart in real time, like a webcam.
+    args = ["--root", str(tmp_path), "collect", "--source", video.as_uri(), "--count", "40", "--interval", "0.5"]
+    process = start([*facetracker_command(), *args, "--preview"], x_env, log)
+    try:
+        window = wait_for_window(x_env, "FaceTracker collect", process, log)
+        pixels = wait_for_picture(x_env, window, tmp_path / "collect.png", shows_frame(first_frame(video)))
+        press_q(x_env, window)
+        code = process.wait(timeout=60)
+    finally:
+        stop(process)
+    assert shows_frame(first_frame(video))(pixels), f"the preview does not show the video: {tmp_path / 'collect.png'}"
+    assert code == 0, log.read_text()[-3000:]
+    saved = list((tmp_path / "data" / "images").glob("*.jpg"))
+    assert 1 <= len(saved) < 40, f"q did not stop collect early ({len(saved)} frames saved)"
+
+
+def write_long_video(path: Path, frames: int) -> Path:
+    """A video of `frames` frames: the sample video's first 30, repeated (detect reads 200+ frames/s)."""
+    short = write_sample_video(path.with_name("short.mp4"), frames=30, fps=15)
+    capture, clip = cv2.VideoCapture(str(short)), []
+    while (frame := capture.read()[1]) is not None:
+        clip.append(frame)
+    capture.release()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (clip[0].shape[1], clip[0].shape[0]))
+    for index in range(frames):
+        writer.write(clip[index % len(clip)])
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real small detector (untrained), saved as .keras."""
+    from facetracker.model import build_model
+
+    path = tmp_path_factory.mktemp("model") / "facetracker.keras"
+    build_model("small", 120, "none", 16).save(path)
+    return path
+
+
+def test_detect_window_shows_the_video_and_q_quits(x_env: dict[str, str], tmp_path: Path, small_model: Path) -> None:
+    video = write_long_video(tmp_path / "camera.mp4", frames=DETECT_FRAMES)
+    log = tmp_path / "detect.log"
+    args = ["detect", "--source", str(video), "--model", str(small_model)]
+    process = start([*facetracker_command(), *args], x_env, log)
+    try:
+        window = wait_for_window(x_env, "FaceTracker", process, log)
+        pixels = wait_for_picture(x_env, window, tmp_path / "detect.png", shows_frame(first_frame(video)))
+        press_q(x_env, window)
+        code = process.wait(timeout=60)
+    finally:
+        stop(process)
+    assert shows_frame(first_frame(video))(pixels), f"the window does not show the video: {tmp_path / 'detect.png'}"
+    assert code == 0, log.read_text()[-3000:]
+    frames = re.search(r"(\d+) frames", log.read_text())
+    assert frames and int(frames.group(1)) < DETECT_FRAMES, f"q did not stop detect:\n{log.read_text()[-2000:]}"
