@@ -20,6 +20,8 @@ import threading
 
 import numpy as np
 
+from facetracker.errors import FaceTrackerError
+
 HEADER = struct.Struct("<III")
 QUIT = b"quit\n"
 
@@ -46,24 +48,37 @@ class FrameWindow:
         self._process = subprocess.Popen([sys.executable, "-m", "facetracker.display", title],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._quit = threading.Event()
+        self._failed = False
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _watch(self) -> None:
-        """Wait for the helper's "quit" (or its end)."""
-        self._process.stdout.readline()
+        """Wait for the helper's "quit", or its end without one (it could not open the window)."""
+        self._failed = self._process.stdout.readline() != QUIT
         self._quit.set()
 
     def show(self, frame: np.ndarray) -> bool:
-        """Send one BGR (or grey) frame; False once the user pressed q or closed the window."""
+        """Send one BGR (or grey) frame; False once the user pressed q or closed the window.
+
+        Raises:
+            FaceTrackerError: when the window could not open (Qt's reason is printed above).
+        """
         if self._quit.is_set():
+            self._raise_if_failed()
             return False
         frame = np.ascontiguousarray(frame if frame.ndim == 3 else frame[:, :, None].repeat(3, axis=2))
         try:
             self._process.stdin.write(HEADER.pack(*frame.shape) + frame.tobytes())
             self._process.stdin.flush()
         except (BrokenPipeError, OSError):
+            self._quit.wait(timeout=5)
+            self._raise_if_failed()
             return False
         return not self._quit.is_set()
+
+    def _raise_if_failed(self) -> None:
+        if self._failed and self._process.wait(timeout=10) != 0:
+            raise FaceTrackerError("the window could not open (Qt's message is above): check the display, or run "
+                                   "without a window (--no-display, or --no-preview for collect)")
 
     def close(self) -> None:
         """Close the window and end the helper."""
