@@ -88,7 +88,7 @@ def measure_backbone(backbone: str, root: Path, cfg: dict) -> list[dict]:
         model = keras.saving.load_model(keras_path, compile=False)
         methods = {TUTORIAL: lambda frame: tutorial_frame(model, frame), **methods}
     latency = interleave(methods, frames_of(root, cfg["frames"]), cfg["rounds"])
-    samples, truth = natural_frames(paths, "test", CLASS_NAME)
+    samples, truth = natural_frames(paths.split_images("test"), paths.split_labels("test"), CLASS_NAME)
     images = [s.image for s in samples]
     outputs = {name: predict_images(detector, images)[:2] for name, detector in detectors.items()}
     rows = []

@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from facetracker import config  # noqa: E402
 from facetracker.config import Paths  # noqa: E402
+from facetracker.demo import CHECK_FRAMES, DEMO_FRAMES, DEMO_PER_IMAGE  # noqa: E402
 from facetracker.errors import FaceTrackerError  # noqa: E402
 
 
@@ -83,29 +84,33 @@ def _augment(args: argparse.Namespace, paths: Paths) -> int:
 def _train(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.train import train_from_paths
 
-    names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked")
+    names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked", "seed",
+             "jit_compile", "mixed_precision")
     overrides = {name: getattr(args, name) for name in names}
-    result = train_from_paths(paths, preset=args.preset, strategy=args.strategy,
+    result = train_from_paths(paths, preset=args.preset, strategy=args.strategy, name=args.name,
                               **{k: v for k, v in overrides.items() if v is not None})
     print(result.format())
 
 
 def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.evaluate import evaluate, prediction_grid
+    from facetracker.evaluate import GRID_FILE, evaluate, prediction_grid, report_path
 
     if args.grid < 0:
         raise FaceTrackerError(f"--grid {args.grid}: give the number of frames to draw, or 0 for no grid.")
+    if args.frames is not None and not (args.frames / "images").is_dir():
+        raise FaceTrackerError(f"--frames {args.frames}: expected a folder holding images/ and labels/ "
+                               "(as data/ does), e.g. another session's data/")
     from facetracker.realtime import Detector
 
     model = args.model or paths.model
     detector = Detector.load(model)
     report = evaluate(paths, model, split=args.split, threshold=args.threshold, class_name=args.cls,
-                      detector=detector)
+                      detector=detector, frames=args.frames)
     print(report.format())
-    if args.grid:
+    if args.grid and args.frames is None:
         prediction_grid(paths, model, split=args.split, n=args.grid, threshold=args.threshold, class_name=args.cls,
                         detector=detector)
-        print(f"prediction grid saved to {paths.logs / 'predictions.png'}")
+        print(f"prediction grid saved to {report_path(paths, model, GRID_FILE)}")
 
 
 def _detect(args: argparse.Namespace, paths: Paths) -> None:
@@ -114,20 +119,11 @@ def _detect(args: argparse.Namespace, paths: Paths) -> None:
 
     output = args.output
     if output is None and image_files(parse_source(args.source)) is not None:
-        output = next_run_dir(paths.root / "runs" / "detect")  # images: a run folder of its own
+        output = config.next_run_dir(paths.root / "runs" / "detect", "predict")  # images: a run folder of its own
     summary = detect(source=args.source, model=args.model or paths.model, threshold=args.threshold,
                      output=output, display=False if args.no_display else None, class_name=args.cls,
                      max_frames=args.max_frames, mode=args.mode)
     print(summary.format())
-
-
-def next_run_dir(parent: Path, name: str = "predict") -> Path:
-    """A run folder of its own: parent/predict, then predict2, predict3, ... (never overwrites an earlier run)."""
-    run, number = parent / name, 1
-    while run.exists():
-        number += 1
-        run = parent / f"{name}{number}"
-    return run
 
 
 def _export(args: argparse.Namespace, paths: Paths) -> int:
@@ -152,7 +148,7 @@ def _demo(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.demo import run_demo
 
     print(run_demo(paths, preset=args.preset, frames=args.frames, per_image=args.per_image,
-                   epochs=args.epochs).format())
+                   epochs=args.epochs, seed=args.seed, check_frames=args.check_frames).format())
 
 
 def _add_class(parser: argparse.ArgumentParser) -> None:
@@ -222,12 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--masked", action="store_true", default=None,
                      help="box loss on faces only (experimental: worse than the tutorial's in our test)")
     sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
+    sub.add_argument("--seed", type=int, help="seeds the weights and the shuffle (default 0)")
+    sub.add_argument("--name", help="run folder below logs/train (default: a new exp<N>, or resume the latest)")
+    sub.add_argument("--jit-compile", choices=["auto", "on", "off"], help="XLA; auto: on where a GPU is visible")
+    sub.add_argument("--mixed-precision", choices=["auto", "on", "off"],
+                     help="float16 compute, float32 weights; auto: on where a GPU is visible")
 
     sub = step("evaluate", _evaluate, "measure the model (and OpenCV's Haar cascade) on the test frames")
     sub.add_argument("--model", type=Path)
     sub.add_argument("--split", default="test", choices=list(config.SPLITS))
     sub.add_argument("--threshold", type=float, default=0.5)
     sub.add_argument("--grid", type=int, default=12, metavar="N", help="draw N predictions (0: none)")
+    sub.add_argument("--frames", type=Path, metavar="DIR",
+                     help="score the labelled frames in DIR/images and DIR/labels instead of data/<split>")
     _add_class(sub)
 
     sub = step("detect", _detect, "run the detector on a camera, video file, URL, or a folder of images")
@@ -253,8 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = step("demo", _demo, "sample-data, check, split, augment, train, evaluate in one go")
     sub.add_argument("--preset", default="quick")
-    sub.add_argument("--frames", type=int, default=90, help="frames in the sample session")
-    sub.add_argument("--per-image", type=int, default=12, help="augmented copies per frame")
+    sub.add_argument("--frames", type=int, default=DEMO_FRAMES, help="frames in the sample session")
+    sub.add_argument("--per-image", type=int, default=DEMO_PER_IMAGE, help="augmented copies per frame")
+    sub.add_argument("--check-frames", type=int, default=CHECK_FRAMES,
+                     help="frames in the second session the model and Haar are also scored on")
+    sub.add_argument("--seed", type=int, default=0, help="seeds the sample session, split, crops and training")
     sub.add_argument("--epochs", type=int, help="default: the preset's")
     return parser
 

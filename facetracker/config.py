@@ -4,6 +4,7 @@ Every step takes a `Paths` built from one root folder (default: the current dire
 so the notebook, the CLI and the tests all agree on where things live.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ BATCH_SIZE = 8
 EPOCHS = 10
 LEARNING_RATE = 1e-4
 MODEL_FILE = "facetracker.keras"
+CURRENT_RUN_FILE = "current.json"  # in logs/train: which run facetracker.keras was copied from
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,13 @@ class Paths:
         return self.root / "logs"
 
     @property
+    def train_runs(self) -> Path:
+        """One folder per training run: exp, exp2, ..."""
+        return self.logs / "train"
+
+    @property
     def model(self) -> Path:
+        """The current model: the best of the latest training run."""
         return self.root / MODEL_FILE
 
     def split_images(self, split: str) -> Path:
@@ -70,3 +78,33 @@ class Paths:
 
     def aug_labels(self, split: str) -> Path:
         return self.aug_data / split / "labels"
+
+
+def current_run_dir(paths: Paths) -> Path | None:
+    """The training run folder facetracker.keras was copied from (logs/train/current.json), or None."""
+    try:
+        run = paths.train_runs / json.loads((paths.train_runs / CURRENT_RUN_FILE).read_text())["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return run if run.is_dir() else None
+
+
+def run_number(folder: Path, prefix: str) -> int:
+    """The number of a run folder: exp -> 1, exp7 -> 7; a name not of that form -> 0."""
+    suffix = folder.name.removeprefix(prefix)
+    if not folder.name.startswith(prefix) or not (suffix == "" or suffix.isdigit()):
+        return 0
+    return int(suffix or 1)
+
+
+def latest_run_dir(parent: Path, prefix: str) -> Path | None:
+    """The highest-numbered run folder below `parent` (parent/exp, exp2, ...), or None."""
+    runs = [f for f in parent.glob(f"{prefix}*") if f.is_dir() and run_number(f, prefix)]
+    return max(runs, key=lambda f: run_number(f, prefix), default=None)
+
+
+def next_run_dir(parent: Path, prefix: str) -> Path:
+    """A new run folder's path, numbered after the latest (as YOLO's runs/train/exp, exp2, ...)."""
+    latest = latest_run_dir(parent, prefix)
+    number = run_number(latest, prefix) + 1 if latest is not None else 1
+    return parent / (prefix if number == 1 else f"{prefix}{number}")

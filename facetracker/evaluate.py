@@ -26,7 +26,7 @@ any detection is a positive, whatever `threshold` the model is judged at.
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -45,8 +45,8 @@ from facetracker.annotations import (
     load_samples,
     write_labelme,
 )
-from facetracker.augment import MIN_VISIBILITY
-from facetracker.config import CLASS_NAME, Paths
+from facetracker.augment import MIN_BOX_PX, MIN_VISIBILITY
+from facetracker.config import CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, Paths, current_run_dir
 from facetracker.dataset import box_to_square, load_labels, plot_samples
 from facetracker.errors import FaceTrackerError
 from facetracker.realtime import Detector, frame_to_input
@@ -60,6 +60,10 @@ NO_BOX = (0.0, 0.0, 0.0, 0.0)
 BATCH = 32
 REPORT_FILE = "evaluation.json"
 GRID_FILE = "predictions.png"
+# Augmentation's smallest face side, as a share of the square it crops from a frame scaled to this short side.
+MIN_SIDE = MIN_BOX_PX / max(CROP_SIZE, FRAME_HEIGHT)
+RESAMPLES = 1000  # bootstrap draws for the intervals
+CONFIDENCE = 0.95
 HAAR_THRESHOLD = 0.5  # Haar scores are n / (n + 1) >= 0.5 for any detection: "found a face" is its positive
 
 
@@ -166,9 +170,30 @@ def average_precision(gt_boxes: Sequence[Box | None], pred_boxes: np.ndarray, pr
 # ----------------------------------------------------------------------------- report
 
 
+def bootstrap_interval(statistic: Callable[[np.ndarray], float], count: int, resamples: int = RESAMPLES,
+                       seed: int = 0) -> tuple[float, float]:
+    """The 95% percentile-bootstrap interval of `statistic` over `count` images.
+
+    Args:
+        statistic: takes an index array (images drawn with replacement) and returns the figure on them.
+        count: images in the set.
+        resamples: bootstrap draws.
+        seed: the same seed gives the same interval.
+    Returns:
+        (low, high); (NaN, NaN) when no draw gives a finite figure.
+    """
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, count, count)) for _ in range(resamples)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    low, high = np.percentile(values, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class SetMetrics:
-    """One detector's figures on one set of images."""
+    """One detector's figures on one set of images, with 95% bootstrap intervals for the box figures."""
 
     detector: str
     images_from: str
@@ -182,28 +207,45 @@ class SetMetrics:
     ap50: float
     ap50_95: float
     ms_per_image: float
+    mean_iou_ci: tuple[float, float] = (math.nan, math.nan)
+    ap50_ci: tuple[float, float] = (math.nan, math.nan)
+    ap50_95_ci: tuple[float, float] = (math.nan, math.nan)
 
 
 def score_set(detector: str, images_from: str, gt_boxes: Sequence[Box | None], scores: np.ndarray,
-              boxes: np.ndarray, threshold: float, seconds: float) -> SetMetrics:
-    """All figures of one detector's outputs on one set."""
-    cls = classification_metrics([b is not None for b in gt_boxes], scores, threshold)
-    return SetMetrics(detector, images_from, len(gt_boxes), sum(b is not None for b in gt_boxes), *cls,
-                      mean_iou_true_positives(gt_boxes, boxes, scores, threshold),
-                      average_precision(gt_boxes, boxes, scores), average_precision(gt_boxes, boxes, scores,
-                                                                                  IOU_THRESHOLDS),
-                      1000 * seconds / max(len(gt_boxes), 1))
+              boxes: np.ndarray, threshold: float, seconds: float, resamples: int = RESAMPLES) -> SetMetrics:
+    """All figures of one detector's outputs on one set; `resamples=0` skips the intervals."""
+    truth = list(gt_boxes)
+    scores, boxes = np.asarray(scores, np.float64).reshape(-1), np.asarray(boxes, np.float64).reshape(-1, 4)
+    box_figures = {
+        "mean_iou": lambda i: mean_iou_true_positives([truth[k] for k in i], boxes[i], scores[i], threshold),
+        "ap50": lambda i: average_precision([truth[k] for k in i], boxes[i], scores[i]),
+        "ap50_95": lambda i: average_precision([truth[k] for k in i], boxes[i], scores[i], IOU_THRESHOLDS),
+    }
+    every = np.arange(len(truth))
+    values = {name: figure(every) for name, figure in box_figures.items()}
+    intervals = {f"{name}_ci": bootstrap_interval(figure, len(truth), resamples) if resamples else (math.nan,) * 2
+                 for name, figure in box_figures.items()}
+    cls = classification_metrics([b is not None for b in truth], scores, threshold)
+    return SetMetrics(detector, images_from, len(truth), sum(b is not None for b in truth), *cls,
+                      ms_per_image=1000 * seconds / max(len(truth), 1), **values, **intervals)
 
 
 ROWS = (("images", "images", "d"), ("faces", "faces", "d"), ("accuracy", "accuracy", ".3f"),
         ("precision", "precision", ".3f"), ("recall", "recall", ".3f"), ("f1", "F1", ".3f"),
         ("mean_iou", "mean IoU (TP)", ".3f"), ("ap50", "AP@0.5", ".3f"), ("ap50_95", "AP@[.5:.95]", ".3f"),
         ("ms_per_image", "ms / image", ".1f"))
+COLUMN = 20
 
 
-def _cell(value: float, spec: str) -> str:
-    """A table cell; NaN shows as '-'."""
-    return "-" if isinstance(value, float) and math.isnan(value) else format(value, spec)
+def _cell(result: SetMetrics, key: str, spec: str) -> str:
+    """A table cell, with its 95% interval when it has one; NaN shows as '-'."""
+    value = getattr(result, key)
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    low, high = getattr(result, f"{key}_ci", (math.nan, math.nan))
+    interval = "" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]"
+    return format(value, spec) + interval
 
 
 @dataclass(frozen=True)
@@ -219,17 +261,16 @@ class EvalReport:
     def format(self) -> str:
         """A side-by-side table, one column per detector and image set."""
         heads = [(r.detector, r.images_from) for r in self.results]
-        lines = [f"{self.model} on {self.split}, threshold {self.threshold}"]
-        lines.append(f"{'':16}" + "".join(f"{d:>18}" for d, _ in heads))
-        lines.append(f"{'':16}" + "".join(f"{s:>18}" for _, s in heads))
+        lines = [f"{self.model} on {self.split}, threshold {self.threshold} (95% bootstrap intervals in brackets)"]
+        lines.append(f"{'':16}" + "".join(f"{d:>{COLUMN}}" for d, _ in heads))
+        lines.append(f"{'':16}" + "".join(f"{s:>{COLUMN}}" for _, s in heads))
         for key, label, spec in ROWS:
-            lines.append(f"{label:16}" + "".join(f"{_cell(getattr(r, key), spec):>18}" for r in self.results))
+            lines.append(f"{label:16}" + "".join(f"{_cell(r, key, spec):>{COLUMN}}" for r in self.results))
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN becomes None)."""
-        clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(r).items()}
-                 for r in self.results]
+        clean = [{k: _json_value(v) for k, v in asdict(r).items()} for r in self.results]
         return {"model": self.model, "split": self.split, "threshold": self.threshold, "results": clean,
                 "notes": list(self.notes)}
 
@@ -238,6 +279,13 @@ class EvalReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=2))
         return path
+
+
+def _json_value(value: object) -> object:
+    """NaN (alone or in an interval) as None, for JSON."""
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 # ----------------------------------------------------------------------------- running the detectors
@@ -306,13 +354,27 @@ def haar_predictions(images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, fl
     return np.array(scores), np.array(boxes, dtype=np.float64).reshape(-1, 4), seconds
 
 
-def natural_frames(paths: Paths, split: str, class_name: str) -> tuple[list[Sample], list[Box | None]]:
-    """The split's labelled frames and their boxes in the centre square (None: no face there)."""
-    samples = load_samples(paths.split_images(split), paths.split_labels(split), class_name)
+def truth_in_square(sample: Sample) -> Box | None:
+    """A labelled box in the frame's centre square, or None where augmentation would call it "no face".
+
+    The same rule as augmentation's: at least MIN_VISIBILITY of the box inside, and a visible part at
+    least MIN_BOX_PX wide and high once the frame's short side is scaled as augmentation scales it.
+    """
+    if sample.box is None:
+        return None
+    box = box_to_square(sample.box, sample.width, sample.height, MIN_VISIBILITY)
+    if box is None or min(box[2] - box[0], box[3] - box[1]) < MIN_SIDE:
+        return None
+    return box
+
+
+def natural_frames(images_dir: Path, labels_dir: Path, class_name: str) -> tuple[list[Sample], list[Box | None]]:
+    """A folder's labelled frames and their boxes in the centre square (None: no face there)."""
+    samples = load_samples(images_dir, labels_dir, class_name)
     if not samples:
-        raise FaceTrackerError(f"{paths.split_images(split)}: no images; run `facetracker split` first.")
-    truth = [box_to_square(s.box, s.width, s.height, MIN_VISIBILITY) if s.box else None for s in samples]
-    return samples, truth
+        raise FaceTrackerError(f"{images_dir}: no images; run `facetracker split` first, or point to a folder "
+                               "holding images/ and labels/.")
+    return samples, [truth_in_square(s) for s in samples]
 
 
 def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None]] | None:
@@ -326,8 +388,8 @@ def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None
 
 
 def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshold: float = 0.5,
-             class_name: str = CLASS_NAME, output: Path | None = None,
-             detector: Detector | None = None) -> EvalReport:
+             class_name: str = CLASS_NAME, output: Path | None = None, detector: Detector | None = None,
+             frames: Path | None = None) -> EvalReport:
     """Score the model on data/<split> and aug_data/<split>, and the Haar cascade on data/<split>.
 
     Args:
@@ -336,27 +398,44 @@ def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshol
         split: which split's frames to use.
         threshold: score from which an image counts as showing the object.
         class_name: the labelme label; the Haar baseline runs only for "face".
-        output: where to write the JSON report (default logs/evaluation.json).
+        output: where to write the JSON report (default: the run folder the current model came from,
+            else logs/evaluation.json).
+        detector: the loaded model, to load and trace it once for several calls.
+        frames: a folder holding images/ and labels/ (another session's data/) to score instead of the split.
     Returns:
         The report (also saved as JSON).
     """
-    detector = detector or Detector.load(model_path)  # pass one in to load and trace it once
-    samples, truth = natural_frames(paths, split, class_name)
+    detector = detector or Detector.load(model_path)
+    images_dir, labels_dir = (frames / "images", frames / "labels") if frames else (
+        paths.split_images(split), paths.split_labels(split))
+    samples, truth = natural_frames(images_dir, labels_dir, class_name)
     images = [s.image for s in samples]
     scores, boxes, seconds = predict_images(detector, images)
     results = [score_set("model", "frames", truth, scores, boxes, threshold, seconds)]
     if class_name == "face":
         scores, boxes, seconds = haar_predictions(images)
         results.append(score_set("haar", "frames", truth, scores, boxes, HAAR_THRESHOLD, seconds))
-    augmented = augmented_set(paths, split)
+    augmented = None if frames else augmented_set(paths, split)
     if augmented is not None:
         scores, boxes, seconds = predict_images(detector, augmented[0])
         results.append(score_set("model", "augmented", augmented[1], scores, boxes, threshold, seconds))
     cut = sum(1 for s, t in zip(samples, truth, strict=True) if s.box is not None and t is None)
-    notes = (f"{cut} labelled face(s) lie mostly outside the centre square and count as 'no face'",) if cut else ()
-    report = EvalReport(str(model_path), split, threshold, tuple(results), notes)
-    report.save(output or paths.logs / REPORT_FILE)
+    notes = (f"{cut} labelled face(s) lie mostly outside the centre square or are too small, and count as "
+             "'no face'",) if cut else ()
+    report = EvalReport(str(model_path), str(frames) if frames else split, threshold, tuple(results), notes)
+    report.save(output or report_path(paths, model_path, REPORT_FILE))
     return report
+
+
+def report_path(paths: Paths, model_path: Path | str, name: str) -> Path:
+    """Where a report on `model_path` goes: its training run's folder when known, else logs/."""
+    model_path = Path(model_path)
+    if model_path.parent.parent == paths.train_runs:
+        return model_path.parent / name  # a run's best.keras
+    run = current_run_dir(paths)
+    if run is not None and model_path.resolve() == paths.model.resolve():
+        return run / name
+    return paths.logs / name
 
 
 def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n: int = 12, threshold: float = 0.5,
@@ -364,16 +443,16 @@ def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n
                     detector: Detector | None = None) -> Figure:
     """A grid of the first `n` frames of a split as the model sees them: its box and score over the truth.
 
-    Saved as a PNG (default logs/predictions.png); boxes with `score < threshold` are not drawn.
+    Saved as a PNG (default: next to the evaluation report); boxes with `score < threshold` are not drawn.
     """
     detector = detector or Detector.load(model_path)
-    samples, truth = natural_frames(paths, split, class_name)
+    samples, truth = natural_frames(paths.split_images(split), paths.split_labels(split), class_name)
     samples, truth = samples[:n], truth[:n]
     inputs = np.stack([frame_to_input(read_image(s.image), detector.size, "crop")[0] for s in samples])
     scores, boxes = detector.predict(inputs)
     gt = (np.array([[t is not None] for t in truth], np.float32), np.array([t or NO_BOX for t in truth], np.float32))
     figure = plot_samples(inputs, boxes, scores, ncols=ncols, truth=gt, threshold=threshold, class_name=class_name)
-    path = output or paths.logs / GRID_FILE
+    path = output or report_path(paths, model_path, GRID_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     return figure

@@ -1,8 +1,14 @@
 """Step 8 of the tutorial: the two-head detector.
 
-A backbone turns a 120x120 RGB image into feature maps; two heads read them:
-GlobalMaxPooling2D -> Dense(head_units, relu) -> Dense(1, sigmoid) gives the face score and
-GlobalMaxPooling2D -> Dense(head_units, relu) -> Dense(4, sigmoid) the box (x1, y1, x2, y2 in [0, 1]).
+A backbone turns a 120x120 RGB image into feature maps; two heads read them. The score head is the
+tutorial's: GlobalMaxPooling2D -> Dense(head_units, relu) -> Dense(1, sigmoid). The box head
+(x1, y1, x2, y2 in [0, 1]) depends on the backbone:
+- vgg16 and mobilenetv2 keep the tutorial's: GlobalMaxPooling2D -> Dense(head_units, relu) -> Dense(4, sigmoid).
+- small (the quick preset) uses a grid head. Global pooling throws away where a feature was, so the
+  tutorial's head can only place boxes through side effects such as padding; the small CNN instead
+  keeps a 7x7 map, and every cell proposes a box (its centre inside the cell, and its size) with a
+  logit. The softmax of the logits weighs the proposals into one box (`GridBox`), so the output and
+  the loss stay the tutorial's.
 
 The model takes images as the dataset yields them: RGB floats in [0, 1]. Each backbone's own
 input scaling happens inside the model with layers that save and load in safe mode:
@@ -17,9 +23,11 @@ None of these layers adds parameters: the default model has the tutorial's 16,82
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 from facetracker.config import IMAGE_SIZE
 from facetracker.errors import FaceTrackerError
@@ -27,17 +35,10 @@ from facetracker.errors import FaceTrackerError
 BACKBONES = ("vgg16", "mobilenetv2", "small")
 HEAD_UNITS = 2048
 MOBILENET_ALPHA = 0.35
-SMALL_CHANNELS = (16, 32, 64, 128, 192)
-SMALL_TOP_CHANNELS = 256
+SMALL_CHANNELS = (16, 32, 64, 128, 192, 256)
+SMALL_POOLS = 4  # a 120 px input leaves a 7x7 map: cells of about 17 px for the grid head
 BN_MOMENTUM = 0.9
-# The small CNN's box logits are scaled by this before the sigmoid. Adam moves every weight by about the
-# learning rate per step, so a 512-wide Dense layer can shift its logits by ~0.3 per step at lr 1e-3: in
-# the first epoch the box logits overshot into the sigmoid's flat tails (one coordinate's logit at -9 for
-# every image, so it was always ~0 and got no gradient) and the box head stalled at mean IoU ~0.15.
-# Scaling by 0.25 slows only the last layer's effect on the logits (one run each, demo data, batch 16: train
-# box loss 0.6 vs 3.7 over steps 53-100, mean IoU on train crops 0.38 vs 0.15 at step 100). VGG16 and
-# MobileNetV2 keep the tutorial's head.
-SMALL_BOX_LOGIT_SCALE = 0.25
+GRID_CHANNELS = 5  # per cell: the logit, the box centre in the cell (x, y), the box size (w, h)
 
 # ImageNet channel means (RGB order) of the caffe preprocessing used by VGG16.
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
@@ -68,7 +69,7 @@ def build_model(backbone: str = "vgg16", input_size: int = IMAGE_SIZE, weights: 
     inputs = keras.Input((input_size, input_size, 3), name="image")
     features = backbone_features(backbone, inputs, weights)
     score = _head(features, head_units, 1, "score")
-    box = _head(features, head_units, 4, "box", box_logit_scale(backbone))
+    box = grid_head(features) if backbone == "small" else _head(features, head_units, 4, "box")
     model = keras.Model(inputs, [score, box], name=f"facetracker_{backbone}")
     kind, path = _weights_kind(backbone, weights)
     if kind == "model":
@@ -94,9 +95,41 @@ def backbone_features(backbone: str, inputs: keras.KerasTensor, weights: str | P
     return _backbone(backbone, int(inputs.shape[1]), backbone_file)(_preprocess(backbone, inputs))
 
 
-def box_logit_scale(backbone: str) -> float | None:
-    """How much the box head's last layer input is scaled (the small CNN's only; see SMALL_BOX_LOGIT_SCALE)."""
-    return SMALL_BOX_LOGIT_SCALE if backbone == "small" else None
+@keras.saving.register_keras_serializable(package="facetracker")
+class GridBox(keras.layers.Layer):
+    """One box from a grid of proposals: their average, weighted by the softmax of the cells' logits.
+
+    Input [N, G, G, 5]: per cell, a logit and the raw centre (x, y, inside the cell) and size (w, h, as
+    a share of the image). Output [N, 4]: (x1, y1, x2, y2) in [0, 1]. No weights of its own.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")  # the softmax and the coordinates stay float32 under mixed precision
+        super().__init__(**kwargs)
+
+    def call(self, cells: tf.Tensor) -> tf.Tensor:
+        grid = cells.shape[1]
+        logits = ops.reshape(cells[..., 0], (-1, grid * grid))
+        weights = ops.reshape(ops.softmax(logits, axis=-1), (-1, grid, grid))
+        proposals = ops.sigmoid(cells[..., 1:])
+        steps = ops.arange(grid, dtype=proposals.dtype)
+        centre_x = (steps[None, None, :] + proposals[..., 0]) / grid
+        centre_y = (steps[None, :, None] + proposals[..., 1]) / grid
+
+        def weighted(values: tf.Tensor) -> tf.Tensor:
+            return ops.sum(weights * values, axis=(1, 2))
+
+        x, y, w, h = (weighted(v) for v in (centre_x, centre_y, proposals[..., 2], proposals[..., 3]))
+        return ops.clip(ops.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=-1), 0.0, 1.0)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], 4)
+
+
+def grid_head(features: keras.KerasTensor) -> keras.KerasTensor:
+    """The small CNN's box head: a 1x1 convolution gives every cell its proposal, `GridBox` merges them."""
+    cells = keras.layers.Conv2D(GRID_CHANNELS, 1, name="box_cells")(features)
+    return GridBox(name="box")(cells)
 
 
 def predict_fn(model: keras.Model) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
@@ -177,32 +210,23 @@ def _kernel_bgr_to_rgb(conv: keras.layers.Conv2D) -> None:
 
 
 def small_cnn(shape: tuple[int, int, int]) -> keras.Model:
-    """Five conv-BN-ReLU-maxpool blocks (16 -> 192 channels) and a 256-channel conv that sees the whole input."""
+    """Six conv-BN-ReLU blocks (16 -> 256 channels), the first four followed by 2x2 max pooling."""
     sync = tf.distribute.get_strategy().num_replicas_in_sync > 1
     inputs = keras.Input(shape)
     x = inputs
-    for i, channels in enumerate((*SMALL_CHANNELS, SMALL_TOP_CHANNELS), start=1):
+    for i, channels in enumerate(SMALL_CHANNELS, start=1):
         x = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
-        if i <= len(SMALL_CHANNELS):
+        if i <= SMALL_POOLS:
             x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
     return keras.Model(inputs, x, name="small")
 
 
-def _head(features: keras.KerasTensor, units: int, outputs: int, name: str,
-          logit_scale: float | None = None) -> keras.KerasTensor:
-    """GlobalMaxPooling2D -> Dense(units, relu) -> Dense(outputs, sigmoid).
-
-    With `logit_scale`, the last Dense reads its input multiplied by `logit_scale`, so its kernel moves
-    the logits `logit_scale` times less per step (see SMALL_BOX_LOGIT_SCALE).
-    """
+def _head(features: keras.KerasTensor, units: int, outputs: int, name: str) -> keras.KerasTensor:
+    """The tutorial's head: GlobalMaxPooling2D -> Dense(units, relu) -> Dense(outputs, sigmoid)."""
     x = keras.layers.GlobalMaxPooling2D(name=f"{name}_pool")(features)
     x = keras.layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
-    if logit_scale is not None:
-        # Scaling the last layer's input scales its kernel's share of the logits, and keeps that layer
-        # (named `name`, holding the kernel) the model's output.
-        x = keras.layers.Rescaling(logit_scale, name=f"{name}_logit_scale")(x)
     return keras.layers.Dense(outputs, activation="sigmoid", name=name)(x)
 
 

@@ -183,6 +183,8 @@ def load_keras_model(path: Path) -> object:
     """
     import keras
 
+    import facetracker.model  # noqa: F401 - registers the layers of our models (GridBox) for safe mode
+
     if not zipfile.is_zipfile(path):
         raise FaceTrackerError(f"model {path} cannot be loaded: not a .keras file (not a zip archive); "
                                "train one (facetracker train) or pass --model PATH.")
@@ -275,7 +277,9 @@ def draw_detection(frame: np.ndarray, detection: Detection, class_name: str, thr
     """Draw the box with its class name and score (when the score reaches `threshold`), in place."""
     if detection.score < threshold:
         return
-    x1, y1, x2, y2 = detection.box_px
+    height, width = frame.shape[:2]
+    # Kept inside the frame, so a box that reaches the frame's edge still shows that side.
+    x1, y1, x2, y2 = (min(max(v, 0), limit - 1) for v, limit in zip(detection.box_px, (width, height) * 2, strict=True))
     cv2.rectangle(frame, (x1, y1), (x2, y2), BOX_COLOR, 2)
     text = f"{class_name} {detection.score:.2f}"
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)

@@ -2,20 +2,24 @@
 
 `FaceTracker` is the tutorial's `Model` subclass made right for Keras 3: it applies its own
 optimizer (so the optimizer's state is saved and restored), logs epoch means through
-`keras.metrics.Mean` trackers, and gives the same update on several devices as on one.
+`keras.metrics.Mean` trackers (its total as `loss`, so Keras' stock callbacks read it), and gives
+the same update on several devices as on one.
 
-`train` adds what a long CPU run needs: TensorBoard logs in logs/, the best model by validation
-loss saved as facetracker.keras (the inner functional model: it loads in safe mode), the three
-loss curves as logs/loss_curves.png, resuming after an interruption (logs/backup holds weights,
-optimizer state and the epoch counter) and a clean stop when the loss turns NaN.
+`train` gives each run its own folder, logs/train/exp, exp2, ... (as YOLO does): the settings
+(run.json), history.csv, TensorBoard logs, the three loss curves and best.keras, the model of the
+epoch with the lowest validation loss. That model is then copied to facetracker.keras, the
+current model that evaluate, detect and export read. An interrupted run resumes in its folder
+(backup/ holds weights, optimizer state and the epoch counter); a NaN loss stops it cleanly.
 
 Several devices: `strategy="mirrored"` trains on all local GPUs (or CPUs); `strategy="multiworker"`
 reads the cluster from the TF_CONFIG environment variable and runs the same command on every
-machine (MultiWorkerMirroredStrategy; only the chief writes logs/ and the model, the others write
-below logs/worker-<index>). The dataset's batch is the global batch, split between the replicas.
+machine (MultiWorkerMirroredStrategy; only the chief writes logs/train and the model, the others
+write below logs/worker-<index>). The dataset's batch is the global batch, split between the replicas.
 """
 
+import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -30,7 +34,16 @@ import tensorflow as tf
 
 from facetracker import model as models
 from facetracker.annotations import atomic_write
-from facetracker.config import BATCH_SIZE, EPOCHS, IMAGE_SIZE, LEARNING_RATE, Paths
+from facetracker.config import (
+    BATCH_SIZE,
+    CURRENT_RUN_FILE,
+    EPOCHS,
+    IMAGE_SIZE,
+    LEARNING_RATE,
+    Paths,
+    latest_run_dir,
+    next_run_dir,
+)
 from facetracker.errors import FaceTrackerError
 from facetracker.losses import (
     classification_loss,
@@ -41,13 +54,17 @@ from facetracker.losses import (
 )
 from facetracker.model import HEAD_UNITS
 
-LOSS_NAMES = ("total_loss", "class_loss", "regress_loss")
-MONITOR = "val_total_loss"
+# The tracker logs its total as `loss`, the name Keras' own callbacks (TerminateOnNaN, CSVLogger) read.
+LOSS_NAMES = ("loss", "class_loss", "regress_loss")
+MONITOR = "val_loss"
+RUN_PREFIX = "exp"  # logs/train/exp, exp2, ...
 BACKUP_DIR = "backup"
-HISTORY_FILE = "history.json"
+HISTORY_FILE = "history.csv"
 RUN_FILE = "run.json"
 CURVES_FILE = "loss_curves.png"
+BEST_FILE = "best.keras"
 STRATEGIES = ("mirrored", "multiworker")
+SWITCHES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -60,18 +77,22 @@ class TrainConfig:
     batch_size: int = BATCH_SIZE
     learning_rate: float = LEARNING_RATE
     head_units: int = HEAD_UNITS
-    # The tutorial's unmasked box loss. Measured against the masked one (small CNN, synthetic 64 px squares,
-    # 12 epochs, 3 seeds): held-out mean IoU 0.74 vs 0.40; the masked box head stalled in 2 of 3 seeds.
+    # False: the tutorial's box loss, over every sample; True: over faces only (losses.masked_localization_loss).
     masked: bool = False
+    # Reaches keras.utils.set_random_seed (weights, dropout) and the training set's shuffle.
+    seed: int = 0
+    # "auto" turns XLA and float16 compute on where a GPU is visible: both slow a CPU down.
+    jit_compile: str = "auto"
+    mixed_precision: str = "auto"
 
 
 PRESETS = {
     # The video: VGG16 with ImageNet weights, 10 epochs of batch 8, Adam 1e-4, 2048-unit heads.
     "tutorial": TrainConfig(),
-    # A CPU preset: a small CNN from scratch learns in minutes on 2 cores where VGG16 needs hours.
-    # 12 epochs: on the demo's 756 samples (48 batches) about 3-5 minutes on 2 cores.
+    # A CPU preset: a small CNN from scratch (with a grid box head) learns in minutes on 2 cores where VGG16
+    # needs hours. The box loss counts faces only: the grid head has no reason to learn a box for "no face".
     "quick": TrainConfig(backbone="small", weights="none", epochs=12, batch_size=16, learning_rate=1e-3,
-                         head_units=512),
+                         head_units=512, masked=True),
 }
 
 
@@ -94,7 +115,21 @@ def resolve_preset(name: str | None = "tutorial", **overrides: Any) -> TrainConf
         value = getattr(config, setting)
         if not value > 0:
             raise FaceTrackerError(f"--{setting.replace('_', '-')} {value}: must be a positive number.")
+    for setting in ("jit_compile", "mixed_precision"):
+        if getattr(config, setting) not in SWITCHES:
+            raise FaceTrackerError(f"--{setting.replace('_', '-')} {getattr(config, setting)!r}: "
+                                   f"choose one of {', '.join(SWITCHES)}")
     return config
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (what "auto" settings follow)."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def switched_on(value: str) -> bool:
+    """An "auto" | "on" | "off" setting as a bool: auto is on where a GPU is visible."""
+    return value == "on" or (value == "auto" and gpu_visible())
 
 
 class FaceTracker(keras.Model):
@@ -108,7 +143,6 @@ class FaceTracker(keras.Model):
     def compile(self, optimizer: keras.optimizers.Optimizer, classloss: keras.losses.Loss,
                 localizationloss: Any = localization_loss, masked: bool = False, **kwargs: Any) -> None:
         """Set the optimizer and the two losses; `masked` counts the box loss on faces only."""
-        kwargs.setdefault("jit_compile", False)
         super().compile(optimizer=optimizer, **kwargs)
         self.classloss = classloss
         self.localizationloss = localizationloss
@@ -171,12 +205,13 @@ class TrainResult:
     stopped_on_nan: bool = False
     log_dir: Path = field(default=Path("logs"))
     parameters: int = 0
+    notes: tuple[str, ...] = ()
 
     def format(self) -> str:
         """A short report for the CLI and the notebook."""
-        epochs = len(self.history.get("total_loss", []))
+        epochs = len(self.history.get("loss", []))
         lines = [f"trained {self.config.backbone} ({self.parameters:,} parameters) for {epochs} epoch(s), "
-                 f"batch {self.config.batch_size}; logs in {self.log_dir}, curves in {self.curves_path}"]
+                 f"batch {self.config.batch_size}, seed {self.config.seed}; run folder {self.log_dir}"]
         if self.stopped_on_nan:
             lines.append("stopped: the loss became NaN (try a lower --learning-rate)")
         if self.model_path is None:
@@ -184,7 +219,7 @@ class TrainResult:
         else:
             best = self.history[MONITOR][self.best_epoch]
             lines.append(f"best model (epoch {self.best_epoch + 1}, {MONITOR} {best:.4f}) saved to {self.model_path}")
-        return "\n".join(lines)
+        return "\n".join([*lines, *self.notes])
 
 
 def make_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distribute.Strategy:
@@ -204,16 +239,32 @@ def make_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distribut
     raise FaceTrackerError(f"--strategy {strategy!r} is unknown: choose one of {', '.join(STRATEGIES)}")
 
 
-def _worker_paths(paths: Paths) -> tuple[Path, Path]:
-    """(log dir, model path): the chief's, or a private folder for the other workers of a multi-worker run."""
+def _worker_folder(paths: Paths) -> Path | None:
+    """A private folder for a multi-worker run's non-chief workers (None for the chief or a single process)."""
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     task = tf_config.get("task", {})
     kind, index = task.get("type"), task.get("index", 0)
     chief_kind = "chief" if "chief" in tf_config.get("cluster", {}) else "worker"
     if not task or (kind == chief_kind and index == 0):
-        return paths.logs, paths.model
-    folder = paths.logs / f"{kind}-{index}"
-    return folder, folder / paths.model.name
+        return None
+    return paths.logs / f"{kind}-{index}"
+
+
+def run_folder(paths: Paths, name: str | None = None) -> Path:
+    """This run's folder: logs/train/<name>, else the latest exp<N> when it was interrupted, else a new exp<N>.
+
+    A worker of a multi-worker run other than the chief keeps its own folder, logs/<kind>-<index>.
+    """
+    worker = _worker_folder(paths)
+    if worker is not None:
+        return worker
+    runs = paths.train_runs
+    if name:
+        return runs / name
+    latest = latest_run_dir(runs, RUN_PREFIX)
+    if latest is not None and (latest / BACKUP_DIR).is_dir():
+        return latest  # interrupted: resume it
+    return next_run_dir(runs, RUN_PREFIX)
 
 
 def _check_resume(run_file: Path, config: TrainConfig, parameters: int, resuming: bool) -> None:
@@ -253,7 +304,11 @@ def _batches(dataset: tf.data.Dataset) -> int:
 
 
 class SaveBest(keras.callbacks.Callback):
-    """Save the inner functional detector whenever the validation total loss improves (NaN never does)."""
+    """Save the inner functional detector whenever the validation loss improves (NaN never does).
+
+    Keras' ModelCheckpoint saves the model it trains, here the FaceTracker wrapper; the detector
+    alone is what loads in safe mode and what evaluate, detect and export read.
+    """
 
     def __init__(self, path: Path, best: float = math.inf) -> None:
         super().__init__()
@@ -269,50 +324,25 @@ class SaveBest(keras.callbacks.Callback):
             os.replace(temp, self.path)  # a kill mid-save never leaves a broken model
 
 
-class StopOnNaN(keras.callbacks.Callback):
-    """Stop at the first batch whose total loss is NaN or infinite (Keras' TerminateOnNaN reads `loss` only)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stopped_at: tuple[int, int] | None = None
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get("total_loss")
-        if value is not None and not math.isfinite(float(value)):
-            self.stopped_at = (self.epoch, batch)
-            self.model.stop_training = True
-
-
-class HistoryFile(keras.callbacks.Callback):
-    """Keep every epoch's logs in a JSON file, so the curves of a resumed run show all epochs."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        rows = [row for row in read_history_rows(self.path) if row["epoch"] < epoch]
-        rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
-        atomic_write(self.path, json.dumps(rows, indent=1).encode())
-
-
 def read_history_rows(path: Path) -> list[dict[str, float]]:
-    """The rows a `HistoryFile` wrote (none if the file is missing)."""
+    """The epoch rows Keras' CSVLogger wrote (none if the file is missing), the last row of each epoch kept.
+
+    A run killed after an epoch's row but before its backup repeats that epoch when resumed, and
+    appends its row again.
+    """
     if not path.is_file():
         return []
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        with path.open(newline="") as file:
+            rows = {int(row["epoch"]): {k: float(v) for k, v in row.items()} for row in csv.DictReader(file)}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise FaceTrackerError(f"{path}: damaged ({error}); delete it and {path.parent / BACKUP_DIR} "
                                "to train from the start.") from error
+    return [rows[epoch] for epoch in sorted(rows)]
 
 
 def history_dict(rows: list[dict[str, float]]) -> dict[str, list[float]]:
-    """Rows of epoch logs -> {"total_loss": [...], "val_total_loss": [...], ...} as `fit` returns."""
+    """Rows of epoch logs -> {"loss": [...], "val_loss": [...], ...} as `fit` returns."""
     keys = [k for k in (*LOSS_NAMES, *(f"val_{n}" for n in LOSS_NAMES)) if any(k in row for row in rows)]
     return {key: [row.get(key, math.nan) for row in rows] for key in keys}
 
@@ -322,10 +352,11 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(15, 4))
+    titles = {"loss": "Total Loss", "class_loss": "Class Loss", "regress_loss": "Regress Loss"}
     for ax, name in zip(figure.subplots(1, 3), LOSS_NAMES, strict=True):
         ax.plot(history.get(name, []), color="teal", label="train")
         ax.plot(history.get(f"val_{name}", []), color="orange", label="val")
-        ax.set(title=name.replace("_", " ").title(), xlabel="epoch")
+        ax.set(title=titles[name], xlabel="epoch")
         ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80, bbox_inches="tight")
@@ -340,8 +371,8 @@ class Recipe:
       (images -> [score, box]), as `facetracker.model.build_model` does.
     - `localization_loss(y_true_box, y_pred_box)` returns a scalar (with `masked`, it also gets y_true_class).
     - `tracker_class(detector)` is a keras.Model with the video's `compile(optimizer, classloss,
-      localizationloss)`, a `detector` attribute and a `train_step` that logs total_loss, class_loss
-      and regress_loss.
+      localizationloss)`, a `detector` attribute and a `train_step` that logs loss (the total),
+      class_loss and regress_loss.
     """
 
     build_model: Callable[..., keras.Model] = models.build_model
@@ -357,78 +388,127 @@ class Recipe:
 
 def build_tracker(config: TrainConfig, input_size: int, batches_per_epoch: int,
                   strategy: tf.distribute.Strategy, recipe: Recipe = Recipe()) -> keras.Model:
-    """Build, compile and call (so it is built) the training wrapper under `strategy`."""
-    with strategy.scope():
-        detector = recipe.build_model(config.backbone, input_size, config.weights, config.head_units)
-        tracker = recipe.tracker_class(detector, name="facetracker_trainer")
-        optimizer = make_optimizer(batches_per_epoch, config.learning_rate)
-        if config.masked:
-            tracker.compile(optimizer, classification_loss(), recipe.loss_for(config), masked=True)
-        else:
-            tracker.compile(optimizer, classification_loss(), recipe.loss_for(config))
-        tracker(np.zeros((1, input_size, input_size, 3), np.float32))
+    """Build, compile and call (so it is built) the training wrapper under `strategy`.
+
+    With mixed precision on, layers compute in float16 and keep float32 weights; the tracker's
+    optimizer then scales the loss (Keras wraps it in a LossScaleOptimizer).
+    """
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16" if switched_on(config.mixed_precision) else policy)
+    try:
+        with strategy.scope():
+            detector = recipe.build_model(config.backbone, input_size, config.weights, config.head_units)
+            tracker = recipe.tracker_class(detector, name="facetracker_trainer")
+            optimizer = make_optimizer(batches_per_epoch, config.learning_rate)
+            jit = {"jit_compile": switched_on(config.jit_compile)}
+            if config.masked:
+                tracker.compile(optimizer, classification_loss(), recipe.loss_for(config), masked=True, **jit)
+            else:
+                tracker.compile(optimizer, classification_loss(), recipe.loss_for(config), **jit)
+            tracker(np.zeros((1, input_size, input_size, 3), np.float32))
+    finally:
+        keras.config.set_dtype_policy(policy)  # the policy is global: leave it as it was
     return tracker
+
+
+def validation_key(paths: Paths) -> str:
+    """A fingerprint of aug_data/val's labels: two runs' validation losses compare only when it matches."""
+    digest = hashlib.blake2b(digest_size=8)
+    for label in sorted(paths.aug_labels("val").glob("*.json")):
+        digest.update(label.name.encode() + label.read_bytes())
+    return digest.hexdigest()
+
+
+def make_current(paths: Paths, run_dir: Path, best: float) -> str | None:
+    """Copy the run's best model to facetracker.keras (the current model); say so if an earlier one was better."""
+    record_path = paths.train_runs / CURRENT_RUN_FILE
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    key = validation_key(paths)
+    note = None
+    if paths.model.is_file() and record.get("val_data") == key and record.get(MONITOR, math.inf) < best:
+        earlier = paths.train_runs / record["run"] / BEST_FILE
+        note = (f"note: the model this replaces ({record['run']}) had a lower {MONITOR} on the same validation "
+                f"data ({record[MONITOR]:.4f} < {best:.4f}); to go back to it: cp {earlier} {paths.model}")
+    atomic_write(paths.model, (run_dir / BEST_FILE).read_bytes())
+    atomic_write(record_path, json.dumps({"run": run_dir.name, MONITOR: best, "val_data": key}, indent=1).encode())
+    return note
 
 
 def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, preset: str | None = None,
           strategy: str | tf.distribute.Strategy | None = None, callbacks: list | tuple = (),
           verbose: str | int = "auto", build_model: Callable[..., keras.Model] | None = None,
           localization_loss: Callable[..., Any] | None = None, tracker_class: type[keras.Model] | None = None,
-          **settings: Any) -> TrainResult:
+          name: str | None = None, **settings: Any) -> TrainResult:
     """Train the detector on batched (image, (class, box)) datasets.
 
     Args:
         paths: where logs/ and facetracker.keras go.
         train_ds, val_ds: finite batched datasets as `facetracker.dataset` makes them.
         preset: "tutorial" (default) or "quick"; `settings` (epochs, backbone, weights, learning_rate,
-            head_units, masked) override it.
+            head_units, masked, seed, jit_compile, mixed_precision) override it.
         strategy: None, "mirrored", "multiworker" or a tf.distribute.Strategy.
         callbacks: extra Keras callbacks.
         verbose: passed to `fit`.
         build_model, localization_loss, tracker_class: your own versions of the pieces the video teaches
             (see `Recipe`); None keeps the package's.
+        name: the run folder below logs/train (default: a new exp<N>, or the latest one if it was interrupted).
 
     Returns:
-        A TrainResult. A run interrupted before it finished resumes from logs/backup when called again
-        with the same settings; a fresh run starts when logs/backup is absent.
+        A TrainResult. The run writes its settings, history.csv, TensorBoard logs, loss curves and
+        best.keras into its run folder, then copies best.keras to facetracker.keras (the current model).
+        A run interrupted before it finished resumes from its folder's backup when called again with
+        the same settings.
     """
     config = resolve_preset(preset, **settings)
     recipe = Recipe(build_model or models.build_model, localization_loss, tracker_class or FaceTracker)
     _require_tensorboard()
-    log_dir, model_path = _worker_paths(paths)
-    backup, history_path = log_dir / BACKUP_DIR, log_dir / HISTORY_FILE
+    run_dir = run_folder(paths, name)
+    backup, history_path = run_dir / BACKUP_DIR, run_dir / HISTORY_FILE
+    keras.utils.set_random_seed(config.seed)
     input_size = int(train_ds.element_spec[0].shape[1])
     tracker = build_tracker(config, input_size, _batches(train_ds), make_strategy(strategy), recipe)
     resuming = (backup / "training_metadata.json").is_file()
-    _check_resume(log_dir / RUN_FILE, config, tracker.detector.count_params(), resuming)
+    _check_resume(run_dir / RUN_FILE, config, tracker.detector.count_params(), resuming)
     if not resuming:
         history_path.unlink(missing_ok=True)
     rows = read_history_rows(history_path)
     best_before = min((r[MONITOR] for r in rows if math.isfinite(r.get(MONITOR, math.nan))), default=math.inf)
 
-    nan_stop, save_best = StopOnNaN(), SaveBest(model_path, best_before)
     # The model and history are written before the backup: a kill between them never skips an epoch's row.
     tracker.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=verbose, shuffle=False, callbacks=[
-        nan_stop, save_best, HistoryFile(history_path), keras.callbacks.BackupAndRestore(str(backup)),
-        keras.callbacks.TensorBoard(str(log_dir)), *callbacks])
+        keras.callbacks.TerminateOnNaN(), SaveBest(run_dir / BEST_FILE, best_before),
+        keras.callbacks.CSVLogger(str(history_path), append=True), keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.TensorBoard(str(run_dir)), *callbacks])
+    return _result(paths, run_dir, config, tracker.detector.count_params())
 
-    history = history_dict(read_history_rows(history_path))
+
+def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -> TrainResult:
+    """Read back the run's history, plot it, and make its best model the current one (the chief only)."""
+    history = history_dict(read_history_rows(run_dir / HISTORY_FILE))
     val = history.get(MONITOR, [])
     finite = [i for i, v in enumerate(val) if math.isfinite(v)]
     best_epoch = min(finite, key=val.__getitem__) if finite else None
-    saved = model_path if best_epoch is not None and model_path.is_file() else None
-    return TrainResult(history, saved, plot_curves(history, log_dir / CURVES_FILE), config, best_epoch,
-                       nan_stop.stopped_at is not None, log_dir, tracker.detector.count_params())
+    stopped_on_nan = not all(math.isfinite(v) for v in history.get("loss", []))
+    saved, notes = None, ()
+    if best_epoch is not None and (run_dir / BEST_FILE).is_file():
+        chief = _worker_folder(paths) is None
+        saved = paths.model if chief else run_dir / BEST_FILE
+        note = make_current(paths, run_dir, val[best_epoch]) if chief else None
+        notes = (note,) if note else ()
+    return TrainResult(history, saved, plot_curves(history, run_dir / CURVES_FILE), config, best_epoch,
+                       stopped_on_nan, run_dir, parameters, notes)
 
 
 def train_from_paths(paths: Paths, preset: str | None = "tutorial", strategy: str | None = None,
                      batch_size: int | None = None, image_size: int = IMAGE_SIZE, verbose: str | int = "auto",
-                     **settings: Any) -> TrainResult:
+                     name: str | None = None, **settings: Any) -> TrainResult:
     """Train on aug_data/train, validate on aug_data/val (what `facetracker train` runs)."""
     from facetracker.dataset import make_dataset
 
     config = resolve_preset(preset, batch_size=batch_size, **settings)
+    keras.utils.set_random_seed(config.seed)  # tf.data draws its shuffle seeds when the dataset is made
     train_ds, val_ds = (make_dataset(paths.aug_images(split), paths.aug_labels(split), config.batch_size,
-                                     shuffle=split == "train", image_size=image_size) for split in ("train", "val"))
-    return train(paths, train_ds, val_ds, preset=preset, strategy=strategy, verbose=verbose,
+                                     shuffle=split == "train", image_size=image_size, seed=config.seed)
+                        for split in ("train", "val"))
+    return train(paths, train_ds, val_ds, preset=preset, strategy=strategy, verbose=verbose, name=name,
                  **dataclasses.asdict(config))

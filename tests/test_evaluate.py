@@ -21,8 +21,11 @@ from facetracker.annotations import haar_detector
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.evaluate import (
+    COLUMN,
     IOU_THRESHOLDS,
+    MIN_SIDE,
     average_precision,
+    bootstrap_interval,
     classification_metrics,
     evaluate,
     haar_detection,
@@ -32,6 +35,8 @@ from facetracker.evaluate import (
     predict_images,
     prediction_grid,
     prelabel_with_model,
+    score_set,
+    truth_in_square,
 )
 from facetracker.model import build_model
 
@@ -387,7 +392,7 @@ def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_mo
 
     paths = Paths(sample_root)
     split_dataset(paths)
-    samples, truth = natural_frames(paths, "train", "face")
+    samples, truth = natural_frames(paths.split_images("train"), paths.split_labels("train"), "face")
     assert 0 < sum(t is None for t in truth) < len(truth)  # faces and empty frames
     scores = predict_images(Detector.load(small_model_file), [s.image for s in samples])[0]
     threshold = float(np.median(scores))
@@ -408,8 +413,48 @@ def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_mo
         for key in ("accuracy", "precision", "recall", "f1", "mean_iou", "ap50", "ap50_95"):
             assert got[key] == pytest.approx(want[key], abs=1e-6), key
             assert 0.0 <= got[key] <= 1.0, key
-    rows = {line[:16].strip(): line[16:].split() for line in done.stdout.splitlines()}
+    cells = {line[:16].strip(): [line[i:i + COLUMN] for i in range(16, len(line), COLUMN)]
+             for line in done.stdout.splitlines()}
+    rows = {label: [cell.split()[0] for cell in row] for label, row in cells.items()}
     assert rows["images"] == [str(len(samples))] * 2
+    for r, cell in zip(saved["results"], cells["AP@0.5"], strict=True):  # the interval is printed as saved
+        assert f"[{r['ap50_ci'][0]:.2f}, {r['ap50_ci'][1]:.2f}]" in cell
     for key, label in (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
                        ("ap50", "AP@0.5")):
         assert [float(cell) for cell in rows[label]] == [round(r[key], 3) for r in saved["results"]], label
+
+
+# ----------------------------------------------------------------------------- intervals and the size rule
+
+
+def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_images() -> None:
+    rng = np.random.default_rng(0)
+
+    def interval(count: int) -> tuple[float, float, float]:
+        truth = [(0.2, 0.2, 0.6, 0.6)] * count
+        boxes = np.array(truth) + rng.normal(0, 0.05, (count, 4))
+        scores = rng.uniform(0.5, 1.0, count)
+        metrics = score_set("model", "frames", truth, scores, boxes, 0.5, 0.0)
+        return metrics.mean_iou, *metrics.mean_iou_ci
+
+    value, low, high = interval(20)
+    assert low < value < high
+    value_many, low_many, high_many = interval(500)
+    assert low_many < value_many < high_many and high_many - low_many < (high - low) / 2
+    figure = lambda i: float(np.mean(i))  # noqa: E731 - the mean index of a draw
+    assert bootstrap_interval(figure, 50, seed=3) == bootstrap_interval(figure, 50, seed=3)
+    assert all(math.isnan(v) for v in bootstrap_interval(lambda i: math.nan, 5))
+
+
+def test_ground_truth_drops_faces_augmentation_would_drop(tmp_path: Path) -> None:
+    from facetracker.annotations import Sample
+
+    def sample(box_px: tuple[float, float, float, float]) -> Sample:
+        x1, y1, x2, y2 = box_px
+        return Sample(tmp_path / "a.jpg", None, 640, 480, (x1 / 640, y1 / 480, x2 / 640, y2 / 480))
+
+    side = MIN_SIDE * 480  # the smallest face side augmentation keeps, in pixels of a 640x480 frame
+    assert truth_in_square(sample((200, 100, 200 + side + 1, 100 + side + 1))) is not None
+    assert truth_in_square(sample((200, 100, 200 + side - 1, 300))) is None  # too narrow
+    assert truth_in_square(sample((0, 100, 100, 300))) is None  # a fifth of it in the centre square
+    assert truth_in_square(Sample(tmp_path / "b.jpg", None, 640, 480, None)) is None

@@ -5,7 +5,6 @@ checks that running the same command again finishes the job as if nothing had ha
 is killed while its process pool works, the parent alone: its workers must end by themselves.
 """
 
-import json
 import os
 import shutil
 import signal
@@ -153,11 +152,16 @@ def test_augment_pool_killed_then_rerun_matches_an_uninterrupted_run(tmp_path):
     assert hash_tree(paths.aug_data) == hash_tree(clean / "aug_data")
 
 
+RUN = ("logs", "train", "exp")  # the first run's folder
+
+
 def history_rows(paths: Paths) -> list[dict]:
-    path = paths.logs / "history.json"
+    from facetracker.errors import FaceTrackerError
+    from facetracker.train import read_history_rows
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):  # not written yet, or being written
+        return read_history_rows(paths.root.joinpath(*RUN, "history.csv"))
+    except FaceTrackerError:  # a row being written
         return []
 
 
@@ -165,7 +169,7 @@ def test_train_killed_after_first_epoch_resumes(tmp_path):
     paths = split_project(tmp_path / "project")
     augment_dataset(paths, splits=("train", "val"), per_image=TRAIN_PER_IMAGE, workers=1, progress=False)
     args = ("train", "--preset", "quick", "--epochs", str(TRAIN_EPOCHS))
-    backup = paths.logs / "backup" / "training_metadata.json"
+    backup = paths.root.joinpath(*RUN, "backup", "training_metadata.json")
 
     # Killed once epoch 1's backup (and its history row) exist, while epoch 2 runs.
     kill_when(paths.root, args, lambda: backup.is_file() and len(history_rows(paths)) >= 1)
@@ -184,4 +188,5 @@ def test_train_killed_after_first_epoch_resumes(tmp_path):
 
     model = keras.saving.load_model(paths.model, compile=False, safe_mode=True)
     assert model.input_shape == (None, 120, 120, 3)
-    assert not (paths.logs / "backup").exists(), "a finished run leaves no backup behind"
+    assert not backup.parent.exists(), "a finished run leaves no backup behind"
+    assert not paths.root.joinpath("logs", "train", "exp2").exists(), "the rerun resumed in a new folder"

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
-from facetracker.train import PRESETS, build_tracker, make_strategy, resolve_preset, train
+from facetracker.train import PRESETS, build_tracker, make_strategy, read_history_rows, resolve_preset, train
 
 SIZE = 32
 
@@ -87,7 +87,7 @@ def test_loss_falls_on_a_fixed_batch(masked: bool) -> None:
     # weights that change this fast, so an evaluate() after 30 steps can still be high.
     history = tracker.fit(batch.repeat(10), epochs=3, verbose=0, shuffle=False).history
     assert int(tracker.optimizer.iterations) == 30
-    for name in ("total_loss", "class_loss", "regress_loss"):
+    for name in ("loss", "class_loss", "regress_loss"):
         assert history[name][-1] < 0.3 * before[name], name
         assert history[name][-1] < history[name][0], name
 
@@ -96,19 +96,22 @@ def test_loss_falls_on_a_fixed_batch(masked: bool) -> None:
 def test_train_saves_best_model_curves_and_logs(tmp_path: Path) -> None:
     paths, val_ds = Paths(tmp_path), dataset(16, seed=1)
     result = train(paths, dataset(32), val_ds, epochs=2, callbacks=[WorseBeforeValidation(epoch=1)], **QUICK)
-    assert set(result.history) == {"total_loss", "class_loss", "regress_loss",
-                                   "val_total_loss", "val_class_loss", "val_regress_loss"}
+    assert set(result.history) == {"loss", "class_loss", "regress_loss", "val_loss", "val_class_loss",
+                                   "val_regress_loss"}
     assert all(len(v) == 2 for v in result.history.values())
-    assert result.model_path == paths.model and result.curves_path == paths.logs / "loss_curves.png"
+    run = paths.logs / "train" / "exp"
+    assert result.log_dir == run and result.model_path == paths.model and result.curves_path == run / "loss_curves.png"
     assert result.curves_path.read_bytes()[:4] == b"\x89PNG"
-    assert list((paths.logs / "train").glob("events.out.tfevents.*"))
-    assert not (paths.logs / "backup").exists()  # a finished run leaves no backup
-    best = result.history["val_total_loss"][result.best_epoch]
-    assert best == min(result.history["val_total_loss"]) and f"{best:.4f}" in result.format()
+    assert list((run / "train").glob("events.out.tfevents.*"))
+    assert not (run / "backup").exists()  # a finished run leaves no backup
+    assert (run / "best.keras").read_bytes() == paths.model.read_bytes()
+    assert json.loads((run / "run.json").read_text())["seed"] == 0
+    best = result.history["val_loss"][result.best_epoch]
+    assert best == min(result.history["val_loss"]) and f"{best:.4f}" in result.format()
     loaded = keras.saving.load_model(result.model_path, safe_mode=True)
     assert loaded.output_names == ["score", "box"]
     # facetracker.keras holds the best epoch (the first), not the last one (made worse on purpose).
-    val = result.history["val_total_loss"]
+    val = result.history["val_loss"]
     assert result.best_epoch == 0 and val[1] > 2 * val[0]
     assert validation_loss(loaded, val_ds) == pytest.approx(val[0], rel=1e-4)
 
@@ -147,7 +150,8 @@ def test_resume_restores_weights_optimizer_and_epoch(tmp_path: Path) -> None:
     interrupt = Interrupt(epoch=1)
     with pytest.raises(KeyboardInterrupt):
         train(paths, train_ds, val_ds, epochs=3, callbacks=[interrupt], **QUICK)
-    assert (paths.logs / "backup").is_dir() and interrupt.state["iterations"] == 2 * 4
+    run = paths.logs / "train" / "exp"
+    assert (run / "backup").is_dir() and interrupt.state["iterations"] == 2 * 4
 
     record = Record()
     result = train(paths, train_ds, val_ds, epochs=3, callbacks=[record], **QUICK)
@@ -156,8 +160,9 @@ def test_resume_restores_weights_optimizer_and_epoch(tmp_path: Path) -> None:
     for before, after in zip(interrupt.state["weights"] + interrupt.state["optimizer"],
                              record.state["weights"] + record.state["optimizer"], strict=True):
         np.testing.assert_array_equal(before, after)
-    assert len(result.history["total_loss"]) == 3  # the curves show the epochs before the interruption too
-    assert json.loads((paths.logs / "history.json").read_text())[-1]["epoch"] == 2
+    assert result.log_dir == run and not (paths.logs / "train" / "exp2").exists()  # resumed in its own folder
+    assert len(result.history["loss"]) == 3  # the curves show the epochs before the interruption too
+    assert [row["epoch"] for row in read_history_rows(run / "history.csv")] == [0, 1, 2]
 
 
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
@@ -165,13 +170,14 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     settings = dataclasses.asdict(resolve_preset("quick", head_units=QUICK["head_units"]))
     del settings["epochs"]
-    (paths.logs / "backup").mkdir(parents=True)
-    (paths.logs / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 0}))
-    (paths.logs / "run.json").write_text(json.dumps(settings))
-    with pytest.raises(FaceTrackerError, match="delete .*backup"):
+    run = paths.logs / "train" / "exp"
+    (run / "backup").mkdir(parents=True)
+    (run / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 0}))
+    (run / "run.json").write_text(json.dumps(settings))
+    with pytest.raises(FaceTrackerError, match="delete .*exp/backup"):
         train(paths, dataset(16), dataset(8, seed=1), epochs=2, **{**QUICK, "head_units": 32})
-    assert (paths.logs / "backup" / "training_metadata.json").is_file()  # the interrupted run is kept
-    assert json.loads((paths.logs / "run.json").read_text()) == settings
+    assert (run / "backup" / "training_metadata.json").is_file()  # the interrupted run is kept
+    assert json.loads((run / "run.json").read_text()) == settings
 
 
 class PoisonAt(keras.callbacks.Callback):
@@ -183,7 +189,7 @@ class PoisonAt(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if epoch == self.epoch:
-            kernel = self.model.detector.get_layer("box").kernel
+            kernel = self.model.detector.get_layer("score").kernel
             kernel.assign(np.full(kernel.shape, np.nan, np.float32))
 
 
@@ -192,7 +198,7 @@ def test_nan_stops_cleanly_and_keeps_the_best_model(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     result = train(paths, dataset(32), dataset(8, seed=1), epochs=5, callbacks=[PoisonAt(1)], **QUICK)
     assert result.stopped_on_nan and "NaN" in result.format()
-    assert len(result.history["total_loss"]) == 2 and math.isnan(result.history["total_loss"][1])
+    assert len(result.history["loss"]) == 2 and math.isnan(result.history["loss"][1])
     assert result.best_epoch == 0 and result.model_path == paths.model
     _, box = keras.saving.load_model(paths.model, safe_mode=True)(synthetic(4)[0])
     assert np.all(np.isfinite(box))
@@ -263,10 +269,10 @@ def test_trains_under_mixed_bfloat16() -> None:
         tracker = build_tracker(resolve_preset("quick", head_units=16), 64, 2, make_strategy(None))
         images = np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32)
         labels = (np.ones((8, 1), np.float32), np.tile(np.float32([[0.2, 0.2, 0.6, 0.6]]), (8, 1)))
-        history = tracker.fit(images, labels, epochs=2, batch_size=4, verbose=0).history
+        history = tracker.fit(images, labels, epochs=6, batch_size=4, verbose=0).history
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    assert all(math.isfinite(v) for v in history["total_loss"])
+    assert all(math.isfinite(v) for v in history["loss"])
     assert history["regress_loss"][-1] < history["regress_loss"][0]
 
 
@@ -287,10 +293,91 @@ class WorseBeforeValidation(keras.callbacks.Callback):
 
 
 def validation_loss(detector: keras.Model, val_ds: tf.data.Dataset) -> float:
-    """The validation total loss of a detector, computed as `train` computes it."""
-    from facetracker.losses import classification_loss, localization_loss
+    """The validation total loss of a detector, computed as `train` computes it with the quick preset."""
+    from facetracker.losses import classification_loss, masked_localization_loss
     from facetracker.train import FaceTracker
 
+    assert resolve_preset("quick").masked
     tracker = FaceTracker(detector)
-    tracker.compile(keras.optimizers.Adam(), classification_loss(), localization_loss)
-    return tracker.evaluate(val_ds, verbose=0, return_dict=True)["total_loss"]
+    tracker.compile(keras.optimizers.Adam(), classification_loss(), masked_localization_loss, masked=True,
+                    jit_compile=False)
+    return tracker.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
+
+
+class WorseEveryValidation(WorseBeforeValidation):
+    """Make every epoch's validation bad: a run that ends worse than an earlier one."""
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self.epoch = self.current
+        super().on_test_begin(logs)
+
+
+def write_val_labels(paths: Paths, text: str) -> None:
+    """A stand-in for aug_data/val's labels: their bytes decide whether two runs' validation losses compare."""
+    paths.aug_labels("val").mkdir(parents=True, exist_ok=True)
+    (paths.aug_labels("val") / "a.0.json").write_text(text)
+
+
+@pytest.mark.slow
+def test_each_run_has_its_folder_and_a_worse_run_says_so(tmp_path: Path) -> None:
+    paths, train_ds, val_ds = Paths(tmp_path), dataset(16), dataset(8, seed=1)
+    write_val_labels(paths, '{"class": 1}')
+    first = train(paths, train_ds, val_ds, epochs=1, **QUICK)
+    second = train(paths, train_ds, val_ds, epochs=1, callbacks=[WorseEveryValidation(0)], **QUICK)
+    runs = paths.logs / "train"
+    assert (first.log_dir, second.log_dir) == (runs / "exp", runs / "exp2")
+    assert second.history["val_loss"][0] > first.history["val_loss"][0]
+    # The newest run is the current model, and the report says the earlier one was better and where it is.
+    assert paths.model.read_bytes() == (runs / "exp2" / "best.keras").read_bytes()
+    assert f"cp {runs / 'exp' / 'best.keras'} {paths.model}" in second.format()
+    assert json.loads((runs / "current.json").read_text())["run"] == "exp2"
+
+    write_val_labels(paths, '{"class": 0}')  # other validation data: the losses no longer compare
+    third = train(paths, train_ds, val_ds, epochs=1, callbacks=[WorseEveryValidation(0)], **QUICK)
+    assert third.log_dir == runs / "exp3" and "lower val_loss" not in third.format()
+
+
+@pytest.mark.slow
+def test_the_seed_makes_a_run_repeatable(tmp_path: Path) -> None:
+    import cv2
+
+    from facetracker.dataset import make_dataset
+
+    images, labels = tmp_path / "aug" / "images", tmp_path / "aug" / "labels"
+    labels.mkdir(parents=True)
+    images.mkdir()
+    for i, (image, cls, box) in enumerate(zip(*synthetic(24), strict=True)):
+        cv2.imwrite(str(images / f"s{i}.0.jpg"), (image * 255).astype(np.uint8))
+        (labels / f"s{i}.0.json").write_text(json.dumps({"image": f"s{i}.jpg", "bbox": box.tolist(),
+                                                         "class": int(cls[0])}))
+
+    def run(name: str, seed: int) -> list[float]:
+        keras.utils.set_random_seed(seed)  # as train_from_paths does before it makes the datasets
+        data = make_dataset(images, labels, batch_size=8, shuffle=True, image_size=SIZE, seed=seed)
+        return train(Paths(tmp_path), data, data, epochs=2, name=name, seed=seed, **QUICK).history["loss"]
+
+    first, again, other = run("a", 3), run("b", 3), run("c", 4)
+    assert first == pytest.approx(again, rel=1e-5)
+    assert first != pytest.approx(other, rel=1e-3)
+
+
+def test_gpu_settings_are_off_on_a_cpu_and_can_be_forced() -> None:
+    from facetracker.train import switched_on
+
+    assert not tf.config.list_physical_devices("GPU")  # this suite runs on CPUs
+    assert not switched_on("auto") and switched_on("on") and not switched_on("off")
+    with pytest.raises(FaceTrackerError, match="auto, on, off"):
+        resolve_preset("quick", jit_compile="yes")
+
+
+@pytest.mark.slow
+def test_mixed_precision_and_xla_when_switched_on() -> None:
+    config = resolve_preset("quick", head_units=16, mixed_precision="on", jit_compile="on")
+    tracker = build_tracker(config, SIZE, 2, make_strategy(None))
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    assert tracker.detector.get_layer("score").dtype_policy.name == "mixed_float16"
+    assert isinstance(tracker.optimizer, keras.optimizers.LossScaleOptimizer) and tracker.jit_compile
+    history = tracker.fit(dataset(16), epochs=2, verbose=0).history
+    assert all(math.isfinite(v) for v in history["loss"]) and history["loss"][-1] < history["loss"][0]
+    off = build_tracker(resolve_preset("quick", head_units=16), SIZE, 2, make_strategy(None))
+    assert off.detector.get_layer("score").dtype_policy.name == "float32" and not off.jit_compile
