@@ -105,7 +105,7 @@ def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
     model = args.model or paths.model
     detector = Detector.load(model)
     report = evaluate(paths, model, split=args.split, threshold=args.threshold, class_name=args.cls,
-                      detector=detector, frames=args.frames)
+                      detector=detector, frames=args.frames, output=args.output)
     print(report.format())
     if args.grid and args.frames is None:
         prediction_grid(paths, model, split=args.split, n=args.grid, threshold=args.threshold, class_name=args.cls,
@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--grid", type=int, default=12, metavar="N", help="draw N predictions (0: none)")
     sub.add_argument("--frames", type=Path, metavar="DIR",
                      help="score the labelled frames in DIR/images and DIR/labels instead of data/<split>")
+    sub.add_argument("--output", type=Path, metavar="FILE",
+                     help="the JSON report (default: evaluation.json in the model's training run folder)")
     _add_class(sub)
 
     sub = step("detect", _detect, "run the detector on a camera, video file, URL, or a folder of images")

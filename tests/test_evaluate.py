@@ -441,6 +441,10 @@ def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_images() -
     assert low < value < high
     value_many, low_many, high_many = interval(500)
     assert low_many < value_many < high_many and high_many - low_many < (high - low) / 2
+    # For a mean, the 95% interval is about the mean +- 1.96 standard errors.
+    values = np.random.default_rng(1).normal(0.0, 1.0, 400)
+    low, high = bootstrap_interval(lambda i: float(np.mean(values[i])), len(values))
+    assert (high - low) / 2 == pytest.approx(1.96 * values.std() / np.sqrt(len(values)), rel=0.15)
     figure = lambda i: float(np.mean(i))  # noqa: E731 - the mean index of a draw
     assert bootstrap_interval(figure, 50, seed=3) == bootstrap_interval(figure, 50, seed=3)
     assert all(math.isnan(v) for v in bootstrap_interval(lambda i: math.nan, 5))

@@ -339,22 +339,25 @@ def test_each_run_has_its_folder_and_a_worse_run_says_so(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_the_seed_makes_a_run_repeatable(tmp_path: Path) -> None:
+    """Through train_from_paths (what `facetracker train` runs): same seed, same losses; another seed, others."""
     import cv2
 
-    from facetracker.dataset import make_dataset
+    from facetracker.train import train_from_paths
 
-    images, labels = tmp_path / "aug" / "images", tmp_path / "aug" / "labels"
-    labels.mkdir(parents=True)
-    images.mkdir()
-    for i, (image, cls, box) in enumerate(zip(*synthetic(24), strict=True)):
-        cv2.imwrite(str(images / f"s{i}.0.jpg"), (image * 255).astype(np.uint8))
-        (labels / f"s{i}.0.json").write_text(json.dumps({"image": f"s{i}.jpg", "bbox": box.tolist(),
-                                                         "class": int(cls[0])}))
+    paths = Paths(tmp_path)
+    for split, seed in (("train", 0), ("val", 1)):
+        images, labels = paths.aug_images(split), paths.aug_labels(split)
+        images.mkdir(parents=True)
+        labels.mkdir(parents=True)
+        for i, (image, cls, box) in enumerate(zip(*synthetic(24, seed), strict=True)):
+            cv2.imwrite(str(images / f"s{i}.0.jpg"), (image * 255).astype(np.uint8))
+            (labels / f"s{i}.0.json").write_text(json.dumps({"image": f"s{i}.jpg", "bbox": box.tolist(),
+                                                             "class": int(cls[0])}))
 
     def run(name: str, seed: int) -> list[float]:
-        keras.utils.set_random_seed(seed)  # as train_from_paths does before it makes the datasets
-        data = make_dataset(images, labels, batch_size=8, shuffle=True, image_size=SIZE, seed=seed)
-        return train(Paths(tmp_path), data, data, epochs=2, name=name, seed=seed, **QUICK).history["loss"]
+        result = train_from_paths(paths, preset="quick", image_size=SIZE, epochs=2, name=name, seed=seed,
+                                  head_units=16, batch_size=8, verbose=0)
+        return result.history["loss"] + result.history["val_loss"]
 
     first, again, other = run("a", 3), run("b", 3), run("c", 4)
     assert first == pytest.approx(again, rel=1e-5)
@@ -381,3 +384,16 @@ def test_mixed_precision_and_xla_when_switched_on() -> None:
     assert all(math.isfinite(v) for v in history["loss"]) and history["loss"][-1] < history["loss"][0]
     off = build_tracker(resolve_preset("quick", head_units=16), SIZE, 2, make_strategy(None))
     assert off.detector.get_layer("score").dtype_policy.name == "float32" and not off.jit_compile
+
+
+@pytest.mark.slow
+def test_the_tutorial_preset_trains_a_step_on_random_weights() -> None:
+    """The video's VGG16 and heads (ImageNet weights need a download: random ones here), one real update."""
+    config = resolve_preset("tutorial", weights="none")
+    tracker = build_tracker(config, SIZE, 1, make_strategy(None))
+    assert tracker.detector.count_params() == 16_826_181
+    before = [np.array(w) for w in tracker.detector.trainable_weights]
+    history = tracker.fit(dataset(8, batch=8), epochs=1, verbose=0).history
+    assert int(tracker.optimizer.iterations) == 1 and math.isfinite(history["loss"][0])
+    assert any(not np.array_equal(a, np.array(b)) for a, b in zip(before, tracker.detector.trainable_weights,
+                                                                   strict=True))
