@@ -25,7 +25,7 @@ def jit_detector(model):
     size = model.input_shape[1:]
     forward = tf.function(lambda x: model(x, training=False), jit_compile=True,
                           input_signature=[tf.TensorSpec((None, *size), tf.float32)])
-    return Detector(lambda x: split_outputs([t.numpy() for t in forward(tf.constant(x))]), size[0], "crop", "jit")
+    return Detector(lambda x: split_outputs([t.numpy() for t in forward(tf.constant(x))]), size[0], "jit")
 
 
 def methods_of(backbone: str, root, jit: bool) -> dict:

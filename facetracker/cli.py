@@ -122,7 +122,7 @@ def _detect(args: argparse.Namespace, paths: Paths) -> None:
         output = config.next_run_dir(paths.root / "runs" / "detect", "predict")  # images: a run folder of its own
     summary = detect(source=args.source, model=args.model or paths.model, threshold=args.threshold,
                      output=output, display=False if args.no_display else None, class_name=args.cls,
-                     max_frames=args.max_frames, mode=args.mode)
+                     max_frames=args.max_frames)
     print(summary.format())
 
 
@@ -243,8 +243,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="annotated video (.mp4/.avi); for images, a folder (default: runs/detect/predictN)")
     sub.add_argument("--no-display", action="store_true")
     sub.add_argument("--max-frames", type=int)
-    sub.add_argument("--mode", choices=["crop", "letterbox"], default="crop",
-                     help="how a frame becomes the square input (default: centre crop)")
     _add_class(sub)
 
     sub = step("export", _export, "export the model as a SavedModel or TFLite file (optionally quantized)")

@@ -309,7 +309,7 @@ def predict_images(detector: Detector, images: Sequence[Path]) -> tuple[np.ndarr
     for start in range(0, len(images), BATCH):
         frames = [read_image(p) for p in images[start:start + BATCH]]
         tick = time.perf_counter()
-        x = np.stack([frame_to_input(f, detector.size, "crop")[0] for f in frames])
+        x = np.stack([frame_to_input(f, detector.size)[0] for f in frames])
         s, b = detector.predict(x)
         seconds += time.perf_counter() - tick
         scores.append(s)
@@ -448,7 +448,7 @@ def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n
     detector = detector or Detector.load(model_path)
     samples, truth = natural_frames(paths.split_images(split), paths.split_labels(split), class_name)
     samples, truth = samples[:n], truth[:n]
-    inputs = np.stack([frame_to_input(read_image(s.image), detector.size, "crop")[0] for s in samples])
+    inputs = np.stack([frame_to_input(read_image(s.image), detector.size)[0] for s in samples])
     scores, boxes = detector.predict(inputs)
     gt = (np.array([[t is not None] for t in truth], np.float32), np.array([t or NO_BOX for t in truth], np.float32))
     figure = plot_samples(inputs, boxes, scores, ncols=ncols, truth=gt, threshold=threshold, class_name=class_name)

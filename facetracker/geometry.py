@@ -1,7 +1,7 @@
 """Frame geometry shared by training, evaluation and real time: numpy only, no TensorFlow.
 
-The model sees a square: the centre square of a frame ("crop", as in training) or the whole
-frame padded to a square ("letterbox"). These functions map boxes between frame pixels, boxes
+The model sees a square: the centre square of a frame, as augmentation's square crops showed it
+in training. These functions map boxes between frame pixels, boxes
 normalised to the frame, and boxes normalised to that square. `detect` imports only this module
 for its geometry, so running a `.tflite` model never loads TensorFlow, Albumentations or matplotlib.
 """
@@ -9,8 +9,6 @@ for its geometry, so running a `.tflite` model never loads TensorFlow, Albumenta
 from dataclasses import dataclass
 
 import numpy as np
-
-MODES = ("crop", "letterbox")
 
 # A box as (x1, y1, x2, y2).
 Box = tuple[float, float, float, float]
@@ -52,8 +50,7 @@ def box_to_square(box_norm: Box, width: int, height: int, min_visibility: float 
 class FrameGeometry:
     """Where the model's input square lies in a frame, in frame pixels.
 
-    The square's top-left corner is (x0, y0) and its side is `side` pixels; x0 or y0 is negative
-    when the frame was padded (letterbox) rather than cropped.
+    The square's top-left corner is (x0, y0) and its side is `side` pixels.
     """
 
     x0: int
@@ -63,14 +60,9 @@ class FrameGeometry:
     height: int
 
 
-def frame_geometry(width: int, height: int, mode: str = "crop") -> FrameGeometry:
-    """The input square of a width x height frame: its centre square ("crop") or the padded frame ("letterbox")."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    if mode == "crop":
-        return FrameGeometry(*center_square(width, height), width, height)
-    side = max(width, height)
-    return FrameGeometry((width - side) // 2, (height - side) // 2, side, width, height)
+def frame_geometry(width: int, height: int) -> FrameGeometry:
+    """The input square of a width x height frame: its centre square."""
+    return FrameGeometry(*center_square(width, height), width, height)
 
 
 def box_to_frame(box: Box, geometry: FrameGeometry, rounded: bool = True) -> PixelBox | Box:

@@ -47,19 +47,13 @@ PREDICTIONS_FILE = "predictions.jsonl"
 PredictFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def frame_to_input(frame_bgr: np.ndarray, size: int = IMAGE_SIZE,
-                   mode: str = "crop") -> tuple[np.ndarray, FrameGeometry]:
+def frame_to_input(frame_bgr: np.ndarray, size: int = IMAGE_SIZE) -> tuple[np.ndarray, FrameGeometry]:
     """A BGR frame as the model's input: float32 [size, size, 3] RGB in [0, 1], and where it came from."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
         raise ValueError(f"expected a BGR frame of shape (height, width, 3), got {frame_bgr.shape}")
     height, width = frame_bgr.shape[:2]
-    geo = frame_geometry(width, height, mode)
-    if mode == "crop":
-        square = frame_bgr[geo.y0:geo.y0 + geo.side, geo.x0:geo.x0 + geo.side]
-    else:
-        top, left = -geo.y0, -geo.x0
-        square = cv2.copyMakeBorder(frame_bgr, top, geo.side - height - top, left, geo.side - width - left,
-                                    cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    geo = frame_geometry(width, height)
+    square = frame_bgr[geo.y0:geo.y0 + geo.side, geo.x0:geo.x0 + geo.side]
     # Bilinear, like tf.image.resize in the training pipeline.
     resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR)
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0, geo
@@ -215,31 +209,30 @@ def check_tflite_file(path: Path) -> None:
 class Detector:
     """A trained model (Keras, SavedModel or TFLite) as a function from a BGR frame to a `Detection`."""
 
-    def __init__(self, predict: PredictFn, size: int = IMAGE_SIZE, mode: str = "crop", name: str = "model"):
+    def __init__(self, predict: PredictFn, size: int = IMAGE_SIZE, name: str = "model"):
         self.predict = predict  # inputs [N, size, size, 3] -> (scores [N], boxes [N, 4])
         self.size = size
-        self.mode = mode
         self.name = name
 
     @classmethod
-    def from_keras(cls, model: object, mode: str = "crop") -> "Detector":
+    def from_keras(cls, model: object) -> "Detector":
         """Wrap an in-memory Keras model."""
-        return cls(keras_predict_fn(model), int(model.input_shape[1]), mode, model.name)
+        return cls(keras_predict_fn(model), int(model.input_shape[1]), model.name)
 
     @classmethod
-    def load(cls, path: Path | str, mode: str = "crop") -> "Detector":
+    def load(cls, path: Path | str) -> "Detector":
         """Load a `.keras` model (safe mode), a `.tflite` file or an exported SavedModel folder."""
         path = Path(path)
         if not path.exists():
             raise FaceTrackerError(f"model {path} not found; train one (facetracker train) or pass --model PATH.")
         if path.suffix == ".keras":
-            return cls.from_keras(load_keras_model(path), mode)
+            return cls.from_keras(load_keras_model(path))
         try:
             if path.suffix == ".tflite":
                 check_tflite_file(path)
-                return cls(*tflite_predict_fn(path), mode, path.name)
+                return cls(*tflite_predict_fn(path), path.name)
             if path.is_dir() and (path / "saved_model.pb").exists():
-                return cls(*savedmodel_predict_fn(path), mode, path.name)
+                return cls(*savedmodel_predict_fn(path), path.name)
         except (ValueError, OSError, TypeError, RuntimeError) as error:
             raise FaceTrackerError(f"model {path} cannot be loaded ({error}); re-export or retrain it.") from error
         raise FaceTrackerError(f"model {path}: unknown kind; pass one of {', '.join(MODEL_SUFFIXES)}.")
@@ -251,7 +244,7 @@ class Detector:
 
     def __call__(self, frame_bgr: np.ndarray) -> Detection:
         """Detect the object in one BGR frame."""
-        x, geo = frame_to_input(frame_bgr, self.size, self.mode)
+        x, geo = frame_to_input(frame_bgr, self.size)
         scores, boxes = self.predict(x[None])
         box = tuple(float(v) for v in boxes[0])
         return Detection(float(scores[0]), box_to_frame(box, geo), box)
@@ -377,7 +370,7 @@ def check_options(threshold: float, max_frames: int | None = None) -> None:
 
 def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.keras"), threshold: float = 0.5,
            output: Path | str | None = None, display: bool | None = None, class_name: str = CLASS_NAME,
-           max_frames: int | None = None, mode: str = "crop") -> "DetectSummary | ImagesSummary":
+           max_frames: int | None = None) -> "DetectSummary | ImagesSummary":
     """Run the detector on a camera, video file or URL (or a folder of images), drawing box, score and frame rate.
 
     Args:
@@ -395,8 +388,8 @@ def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.k
     images = image_files(source)
     if images is not None:
         return detect_images(images, model, Path(output) if output else Path("runs") / "detect", threshold,
-                             class_name, mode)
-    detector = Detector.load(model, mode=mode).warm_up()
+                             class_name)
+    detector = Detector.load(model).warm_up()
     show = want_preview(display)
     capture = open_source(source)
     start = time.perf_counter()
@@ -475,7 +468,7 @@ def prediction_record(path: Path, frame: np.ndarray, detection: Detection) -> di
 
 
 def detect_images(files: list[Path], model: Path | str, output: Path, threshold: float = 0.5,
-                  class_name: str = CLASS_NAME, mode: str = "crop") -> ImagesSummary:
+                  class_name: str = CLASS_NAME) -> ImagesSummary:
     """Run the detector on image files: annotated copies and one predictions.jsonl in `output`.
 
     Args:
@@ -489,7 +482,7 @@ def detect_images(files: list[Path], model: Path | str, output: Path, threshold:
     check_options(threshold)
     if output.suffix.lower() in VIDEO_FOURCC or (output.exists() and not output.is_dir()):
         raise FaceTrackerError(f"--output {output}: for a folder of images give an output folder, not a file.")
-    detector = Detector.load(model, mode=mode).warm_up()
+    detector = Detector.load(model).warm_up()
     output.mkdir(parents=True, exist_ok=True)
     skipped, model_s = [], 0.0
     with (output / PREDICTIONS_FILE).open("w") as lines:

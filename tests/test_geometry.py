@@ -19,27 +19,23 @@ SIZES = [(640, 480), (480, 640), (1280, 720), (300, 300), (101, 77)]
 
 
 def test_geometry_of_a_webcam_frame():
-    crop, box = frame_geometry(640, 480, "crop"), frame_geometry(640, 480, "letterbox")
+    crop = frame_geometry(640, 480)
     assert (crop.x0, crop.y0, crop.side) == (80, 0, 480)
-    assert (box.x0, box.y0, box.side) == (0, -80, 640)
     assert box_to_frame((0.0, 0.0, 1.0, 1.0), crop) == (80, 0, 560, 480)
     assert box_to_frame((0.25, 0.5, 0.75, 1.0), crop) == (200, 240, 440, 480)
-    with pytest.raises(ValueError):
-        frame_geometry(640, 480, "stretch")
 
 
-@pytest.mark.parametrize("mode", ["crop", "letterbox"])
 @pytest.mark.parametrize(("width", "height"), SIZES)
-def test_box_round_trip(width, height, mode):
-    geo = frame_geometry(width, height, mode)
+def test_box_round_trip(width, height):
+    geo = frame_geometry(width, height)
     rng = np.random.default_rng(width * height)
     for _ in range(20):
         # A box inside the frame, in frame pixels, then into the input square and back.
         x1, x2 = sorted(rng.uniform(0, width, 2))
         y1, y2 = sorted(rng.uniform(0, height, 2))
-        if mode == "crop":  # keep it inside the centre square
-            x1, x2 = (geo.x0 + v * geo.side / width for v in (x1, x2))
-            y1, y2 = (geo.y0 + v * geo.side / height for v in (y1, y2))
+        # Kept inside the centre square.
+        x1, x2 = (geo.x0 + v * geo.side / width for v in (x1, x2))
+        y1, y2 = (geo.y0 + v * geo.side / height for v in (y1, y2))
         square = frame_box_to_input((x1, y1, x2, y2), geo)
         assert all(0.0 <= v <= 1.0 for v in square)
         np.testing.assert_allclose(box_to_frame(square, geo, rounded=False), (x1, y1, x2, y2), atol=1e-9)
@@ -48,9 +44,8 @@ def test_box_round_trip(width, height, mode):
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_box_to_frame_clips_and_orders(width, height):
-    for mode in ("crop", "letterbox"):
-        x1, y1, x2, y2 = box_to_frame((1.2, 1.0, -0.3, 0.0), frame_geometry(width, height, mode))
-        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
+    x1, y1, x2, y2 = box_to_frame((1.2, 1.0, -0.3, 0.0), frame_geometry(width, height))
+    assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
 
 
 def test_center_square_and_the_visibility_rule():

@@ -48,26 +48,16 @@ def test_frame_to_input_crops_the_centre_and_converts_to_rgb():
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:, :80] = (0, 0, 255)  # red left margin (BGR): cut away by the crop
     frame[0:120, 80:200] = (255, 0, 0)  # blue square in the crop's top-left corner
-    x, geo = frame_to_input(frame, 120, "crop")
+    x, geo = frame_to_input(frame, 120)
     assert x.shape == (120, 120, 3) and x.dtype == np.float32 and (geo.x0, geo.side) == (80, 480)
     np.testing.assert_allclose(x[5, 5], (0.0, 0.0, 1.0))  # RGB blue
     assert x[:, :, 0].max() == 0.0  # no red anywhere
     np.testing.assert_allclose(x[100, 100], (0.0, 0.0, 0.0))
 
 
-def test_frame_to_input_letterbox_pads_with_black():
-    frame = np.full((480, 640, 3), 255, np.uint8)
-    x, geo = frame_to_input(frame, 120, "letterbox")
-    assert (geo.x0, geo.y0, geo.side) == (0, -80, 640)
-    np.testing.assert_allclose(x[5, 60], 0.0)  # padding above the frame
-    np.testing.assert_allclose(x[60, 60], 1.0)  # the frame itself
-
-
-def test_frame_to_input_rejects_gray_and_unknown_mode():
+def test_frame_to_input_rejects_gray():
     with pytest.raises(ValueError):
         frame_to_input(np.zeros((48, 64), np.uint8))
-    with pytest.raises(ValueError):
-        frame_to_input(np.zeros((48, 64, 3), np.uint8), mode="stretch")
 
 
 def test_detector_matches_a_direct_model_call(model_file, sample_video):
