@@ -38,6 +38,7 @@ MOBILENET_ALPHA = 0.35
 SMALL_CHANNELS = (16, 32, 64, 128, 192, 256)
 SMALL_POOLS = 4  # a 120 px input leaves a 7x7 map: cells of about 17 px for the grid head
 BN_MOMENTUM = 0.9
+GRID_HIDDEN = 128  # channels of the grid head's 3x3 convolution, which lets a cell see its neighbours
 GRID_CHANNELS = 5  # per cell: the logit, the box centre in the cell (x, y), the box size (w, h)
 
 # ImageNet channel means (RGB order) of the caffe preprocessing used by VGG16.
@@ -60,7 +61,8 @@ def build_model(backbone: str = "vgg16", input_size: int = IMAGE_SIZE, weights: 
         input_size: side of the square input in pixels (120 in the tutorial).
         weights: "imagenet", "none", the path of a backbone .h5 as keras.applications distributes it,
             or the path of a whole-model .weights.h5 saved by `model.save_weights`.
-        head_units: width of the Dense layer in each head (2048 in the tutorial).
+        head_units: width of the Dense layer of the score head, and of the box head but for the small
+            backbone's grid head (2048 in the tutorial).
 
     Returns:
         A functional model: images [N, S, S, 3] in [0, 1] -> [score [N, 1], box [N, 4]] (outputs named
@@ -127,8 +129,9 @@ class GridBox(keras.layers.Layer):
 
 
 def grid_head(features: keras.KerasTensor) -> keras.KerasTensor:
-    """The small CNN's box head: a 1x1 convolution gives every cell its proposal, `GridBox` merges them."""
-    cells = keras.layers.Conv2D(GRID_CHANNELS, 1, name="box_cells")(features)
+    """The small CNN's box head: a 3x3 then a 1x1 convolution give every cell its proposal, `GridBox` merges them."""
+    x = keras.layers.Conv2D(GRID_HIDDEN, 3, padding="same", activation="relu", name="box_conv")(features)
+    cells = keras.layers.Conv2D(GRID_CHANNELS, 1, name="box_cells")(x)
     return GridBox(name="box")(cells)
 
 

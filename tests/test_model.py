@@ -39,7 +39,7 @@ def test_outputs_are_sigmoid_scores_and_boxes(backbone: str) -> None:
 def test_small_model_keeps_a_7x7_map_for_its_grid_head() -> None:
     model = build_model("small", 120, "none", head_units=512)
     assert model.get_layer("box_cells").output.shape[1:] == (7, 7, 5)
-    assert 0.8e6 < model.count_params() < 1.1e6
+    assert 0.8e6 < model.count_params() < 1.5e6  # a CPU model: a fifteenth of the tutorial's
 
 
 def test_grid_box_is_the_proposal_of_the_cell_with_the_highest_logit() -> None:
