@@ -61,8 +61,8 @@ def rows_of(timings: dict) -> list[list]:
 
 def run(quick: bool) -> dict:
     """Time VGG16's ways and Haar, then the light backbones' ways, each set interleaved on the same frames."""
-    from facetracker.annotations import haar_detector
     from facetracker.evaluate import haar_detection
+    from facetracker.prelabel import haar_detector
 
     cfg = SETTINGS[quick]
     root = sample_session()

@@ -14,7 +14,6 @@ and changes nothing on disk.
 import json
 import math
 import ntpath
-import os
 import posixpath
 import subprocess
 import sys
@@ -26,16 +25,13 @@ import numpy as np
 
 from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import atomic_write
+from facetracker.geometry import Box, box_area, clip_box, normalise
 
 LABELME_VERSION = "6.3.1"
 MAX_LABEL_BYTES = 32 * 1024 * 1024  # a labelme JSON with an embedded 4K photo stays well below this
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-# detectMultiScale settings, shared by prelabelling and by evaluate's Haar baseline.
-HAAR_SCALE, HAAR_NEIGHBOURS, HAAR_MIN_SIZE = 1.1, 5, (40, 40)
 
-# A box as (x1, y1, x2, y2) with x1 < x2 and y1 < y2.
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -126,17 +122,6 @@ def labelme_json(image_path: Path, box_px: Box, width: int, height: int, class_n
     }
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file through a temporary file and `os.replace`: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
 def write_labelme(
     label_path: Path, image_path: Path, box_px: Box, width: int, height: int, class_name: str = CLASS_NAME
 ) -> None:
@@ -187,16 +172,6 @@ def shape_box(shape: dict, points: list[tuple[float, float]]) -> Box:
         return (cx - r, cy - r, cx + r, cy + r)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     return (min(xs), min(ys), max(xs), max(ys))
-
-
-def clip_box(box: Box, width: int, height: int) -> Box:
-    """A pixel box clipped to the image."""
-    x1, y1, x2, y2 = box
-    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-
-
-def box_area(box: Box) -> float:
-    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
 
 
 def image_path_problem(label_path: Path, data: dict, image_name: str | None) -> str | None:
@@ -304,12 +279,6 @@ def read_shapes(
     if not boxes:
         return LabelReading(None, tuple(warnings))
     return LabelReading(max(boxes, key=box_area), tuple(warnings))
-
-
-def normalise(box_px: Box, width: int, height: int) -> Box:
-    """A pixel box divided by the image size."""
-    x1, y1, x2, y2 = box_px
-    return (x1 / width, y1 / height, x2 / width, y2 / height)
 
 
 def read_box(label_path: Path, width: int, height: int, class_name: str = CLASS_NAME) -> tuple[Box | None, list[str]]:
@@ -469,50 +438,6 @@ def load_samples(images_dir: Path, labels_dir: Path, class_name: str = CLASS_NAM
 
 # ---------------------------------------------------------------------------------------------
 # Labelling help
-
-
-def haar_detector() -> cv2.CascadeClassifier:
-    """OpenCV's frontal-face Haar cascade (shipped with opencv-python 4.x)."""
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
-    classifier_type = getattr(cv2, "CascadeClassifier", None)
-    path = Path(folder) / HAAR_CASCADE
-    if classifier_type is None or not path.is_file():
-        raise FaceTrackerError(
-            f"OpenCV {cv2.__version__} has no {HAAR_CASCADE}; install opencv-python 4.x (OpenCV 5 dropped it)."
-        )
-    return classifier_type(str(path))
-
-
-def detect_largest(detector: cv2.CascadeClassifier, image: np.ndarray) -> Box | None:
-    """The largest face the cascade finds, in pixels, or None."""
-    gray = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2GRAY)
-    found = detector.detectMultiScale(gray, scaleFactor=HAAR_SCALE, minNeighbors=HAAR_NEIGHBOURS,
-                                    minSize=HAAR_MIN_SIZE)
-    if len(found) == 0:
-        return None
-    x, y, w, h = max(found, key=lambda r: r[2] * r[3])
-    return (float(x), float(y), float(x + w), float(y + h))
-
-
-def prelabel_haar(paths: Paths, class_name: str = CLASS_NAME) -> list[Path]:
-    """Propose boxes for unlabelled images with OpenCV's Haar cascade; returns the labels written.
-
-    Writes a labelme JSON (the largest detection) only where no label exists yet and a face was
-    found; never overwrites. Review the proposals in labelme afterwards.
-    """
-    detector = haar_detector()
-    written = []
-    for image_path in list_images(paths.images):
-        label_path = paths.labels / f"{image_path.stem}.json"
-        if label_path.exists():
-            continue
-        image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
-        box = None if image is None else detect_largest(detector, image)
-        if box is None or label_path.exists():
-            continue
-        write_labelme(label_path, image_path, box, image.shape[1], image.shape[0], class_name)
-        written.append(label_path)
-    return written
 
 
 def labelme_command(paths: Paths, class_name: str = CLASS_NAME) -> list[str]:

@@ -52,15 +52,12 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from facetracker.annotations import Box, Sample, list_images, load_samples
+from facetracker.annotations import Sample, list_images, load_samples
 from facetracker.config import AUG_PER_IMAGE, CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import TEMP_MARK, atomic_write, read_image, remove_temp_files, write_crop_label
+from facetracker.geometry import MIN_BOX_PX, MIN_VISIBILITY, Box
 
-# A face stays a face while >= 30% of its area is in the crop (less than a third of a face is
-# not something the detector should fire on) and the visible part is >= 20 px each way
-# (about 5 px once the 450 px crop is resized to the 120 px network input).
-MIN_VISIBILITY = 0.3
-MIN_BOX_PX = 20
 JPEG_QUALITY = 95
 # With workers=None, a run with fewer samples to write stays in this process: a worker process
 # imports albumentations before it writes anything, and a small run is over by then
@@ -71,7 +68,6 @@ PARALLEL_MIN_SAMPLES = 1000
 CHUNK_SAMPLES = 20
 # Part of every fingerprint: bump it when the way a crop is made or written changes.
 FINGERPRINT_VERSION = 1
-TMP_SUFFIX = ".tmp"
 NEGATIVE_BOX = (0.0, 0.0, 0.0, 0.0)
 
 
@@ -184,14 +180,6 @@ def sample_seed(seed: int, stem: str, k: int) -> int:
     return int.from_bytes(digest, "little")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as a 3-channel BGR uint8 array (grayscale and PNG alpha converted)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("cannot be read as an image")
-    return image
-
-
 def augment_image(
     image: np.ndarray, box: Box | None, transform: A.Compose, seed: int | None = None
 ) -> tuple[np.ndarray, tuple[float, ...], int]:
@@ -203,13 +191,6 @@ def augment_image(
     if len(result["bboxes"]) == 0:
         return result["image"], NEGATIVE_BOX, 0
     return result["image"], tuple(float(v) for v in result["bboxes"][0]), 1
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file under a temp name, then rename it: readers never see a partial file."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def output_paths(out_images: Path, out_labels: Path, stem: str, k: int) -> tuple[Path, Path]:
@@ -230,9 +211,8 @@ def write_sample(
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ValueError(f"JPEG encoding failed for {image_path.name}")
-    write_atomic(image_path, jpeg.tobytes())
-    label = {"image": source, "bbox": [float(v) for v in bbox], "class": int(cls), "fingerprint": fingerprint}
-    write_atomic(label_path, json.dumps(label).encode())
+    atomic_write(image_path, jpeg.tobytes())
+    write_crop_label(label_path, source, bbox, cls, fingerprint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,19 +456,11 @@ def chunk_result(future: Future, chunk: _Chunk) -> _ChunkResult:
 # Checks and clean-up
 
 
-def remove_temp_files(*folders: Path) -> int:
-    """Delete temp files an interrupted run left behind; return how many."""
-    leftovers = [p for folder in folders for p in folder.glob(f"*{TMP_SUFFIX}")]
-    for path in leftovers:
-        path.unlink()
-    return len(leftovers)
-
-
 def clear_outputs(*folders: Path) -> None:
     """Delete earlier augmented samples (images, labels and temp files) in the output folders."""
     for folder in folders:
         for path in folder.iterdir():
-            if path.is_file() and path.suffix.lower() in (".jpg", ".json", TMP_SUFFIX):
+            if path.is_file() and (path.suffix.lower() in (".jpg", ".json") or TEMP_MARK in path.name):
                 path.unlink()
 
 

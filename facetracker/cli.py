@@ -36,10 +36,12 @@ def _annotate(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker import annotations
 
     if args.prelabel == "haar":
-        written = annotations.prelabel_haar(paths, class_name=args.cls)
+        from facetracker.prelabel import prelabel_haar
+
+        written = prelabel_haar(paths, class_name=args.cls)
         print(f"wrote {len(written)} Haar proposals to {paths.labels}")
     elif args.prelabel == "model":
-        from facetracker.evaluate import prelabel_with_model
+        from facetracker.prelabel import prelabel_with_model
 
         model = args.model or paths.model
         written = prelabel_with_model(paths, model, threshold=args.threshold, class_name=args.cls)

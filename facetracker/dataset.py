@@ -12,27 +12,23 @@ real-time path sees them: the centre square of the frame, resized to 120 (the ge
 `facetracker.geometry`).
 """
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from facetracker.annotations import load_samples
-from facetracker.augment import MIN_VISIBILITY
 from facetracker.config import BATCH_SIZE, CLASS_NAME, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
-from facetracker.geometry import box_to_square, center_square
+from facetracker.fileio import read_crop_label
+from facetracker.geometry import box_in_square, center_square
 
 SHUFFLE_CAP = 10_000  # shuffle buffer = dataset size up to this many (paths, not decoded images)
 PREFETCH = 4  # batches, as in the video
 # Fixed parallelism with autotune off: in TF 2.21 autotune sometimes stalls the end of an iteration.
 PARALLEL_CALLS = os.cpu_count() or 1
-SHOW_THRESHOLD = 0.5
 
 
 def pipeline_options() -> tf.data.Options:
@@ -55,20 +51,6 @@ def unpaired_error(images_dir: Path, labels_dir: Path, no_label: list[Path], no_
                             "run `facetracker augment` again to complete them, or delete the unpaired files.")
 
 
-def read_label(path: Path) -> tuple[float, list[float]]:
-    """(class, bbox) of one augmented label file; a clear error when it is malformed."""
-    try:
-        data = json.loads(path.read_text())
-        cls, bbox = float(data["class"]), [float(v) for v in data["bbox"]]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        message = f"{path}: not an augmented label ({error}); run `facetracker augment --fresh`."
-        raise FaceTrackerError(message) from error
-    if cls not in (0.0, 1.0) or len(bbox) != 4 or not all(0.0 <= v <= 1.0 for v in bbox):
-        raise FaceTrackerError(f"{path}: class must be 0 or 1 and bbox four numbers in [0, 1]; "
-                               "run `facetracker augment --fresh`.")
-    return cls, bbox
-
-
 def load_labels(labels_dir: Path, images_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Augmented samples paired by file stem: (image paths, classes [N, 1], boxes [N, 4]) float32."""
     for folder in (images_dir, labels_dir):
@@ -82,7 +64,7 @@ def load_labels(labels_dir: Path, images_dir: Path) -> tuple[list[str], np.ndarr
     if not images:
         raise FaceTrackerError(f"{images_dir}: no samples; run `facetracker augment` first.")
     stems = sorted(images)
-    pairs = [read_label(labels[s]) for s in stems]
+    pairs = [read_crop_label(labels[s]) for s in stems]
     classes = np.array([[c] for c, _ in pairs], dtype=np.float32)
     boxes = np.array([b for _, b in pairs], dtype=np.float32)
     return [str(images[s]) for s in stems], classes, boxes
@@ -121,15 +103,15 @@ def make_dataset(images_dir: Path, labels_dir: Path, batch_size: int = BATCH_SIZ
     return finish(dataset, batch_size)
 
 
-def frame_labels(images_dir: Path, labels_dir: Path, class_name: str,
-                 min_visibility: float) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+def frame_labels(images_dir: Path, labels_dir: Path,
+                 class_name: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Frames with labelme labels: (paths, squares [N, 3] int32, classes [N, 1], boxes [N, 4])."""
     samples = load_samples(images_dir, labels_dir, class_name)
     if not samples:
         raise FaceTrackerError(f"{images_dir}: no images found; run `facetracker split` first.")
     squares, classes, boxes = [], [], []
     for sample in samples:
-        box = box_to_square(sample.box, sample.width, sample.height, min_visibility) if sample.box else None
+        box = box_in_square(sample.box, sample.width, sample.height)
         squares.append(center_square(sample.width, sample.height))
         classes.append([0.0 if box is None else 1.0])
         boxes.append((0.0, 0.0, 0.0, 0.0) if box is None else box)
@@ -138,14 +120,13 @@ def frame_labels(images_dir: Path, labels_dir: Path, class_name: str,
 
 
 def make_frame_dataset(images_dir: Path, labels_dir: Path, class_name: str = CLASS_NAME,
-                       image_size: int = IMAGE_SIZE, batch_size: int = BATCH_SIZE,
-                       min_visibility: float = MIN_VISIBILITY) -> tf.data.Dataset:
+                       image_size: int = IMAGE_SIZE, batch_size: int = BATCH_SIZE) -> tf.data.Dataset:
     """Batches of natural frames as the real-time path sees them (centre square, resized), in file order.
 
-    Images without a label, or whose box lies (mostly, see `min_visibility`, the same rule as
-    augmentation) outside the centre square, are negatives: class 0, box [0, 0, 0, 0].
+    Images without a label, or whose box the visibility rule drops from the centre square
+    (`geometry.box_in_square`, as evaluation judges), are negatives: class 0, box [0, 0, 0, 0].
     """
-    paths, squares, classes, boxes = frame_labels(images_dir, labels_dir, class_name, min_visibility)
+    paths, squares, classes, boxes = frame_labels(images_dir, labels_dir, class_name)
 
     def load(path: tf.Tensor, square: tf.Tensor, cls: tf.Tensor, box: tf.Tensor):
         image = tf.image.crop_to_bounding_box(decode_image(path), square[1], square[0], square[2], square[2])
@@ -160,62 +141,3 @@ def datasets(paths: Paths, batch_size: int = BATCH_SIZE, image_size: int = IMAGE
     """Shuffled batches of aug_data/<split> for train, test and val (as the video)."""
     return {split: make_dataset(paths.aug_images(split), paths.aug_labels(split), batch_size, True, image_size, seed)
             for split in SPLITS}
-
-
-def split_labels(labels_or_boxes) -> tuple[np.ndarray | None, np.ndarray]:
-    """(classes [N] or None, boxes [N, 4]) from a (classes, boxes) pair or a boxes array."""
-    if isinstance(labels_or_boxes, tuple | list) and len(labels_or_boxes) == 2:
-        classes, boxes = labels_or_boxes
-        return np.asarray(classes, dtype=np.float32).reshape(-1), np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    return None, np.asarray(labels_or_boxes, dtype=np.float32).reshape(-1, 4)
-
-
-def draw_box(ax, box: np.ndarray, width: int, height: int, color: str, text: str | None = None) -> None:
-    """One normalised box on an axis, with an optional caption above it."""
-    x1, y1, x2, y2 = (float(v) for v in box * np.array([width, height, width, height]))
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=2))
-    if text:
-        ax.text(x1, y1, text, color="white", fontsize=8, va="bottom", bbox={"facecolor": color, "pad": 1, "lw": 0})
-
-
-def plot_samples(images, labels_or_boxes, scores=None, ncols: int = 4, truth=None,
-                 threshold: float = SHOW_THRESHOLD, class_name: str = CLASS_NAME) -> Figure:
-    """A grid of images with their boxes (normalised x1, y1, x2, y2).
-
-    Args:
-        images: [N, H, W, 3] floats in [0, 1] or uint8 (read-only arrays are fine: nothing is drawn into them).
-        labels_or_boxes: ground truth as (classes [N, 1], boxes [N, 4]), drawn in green where class is 1;
-            or boxes [N, 4], drawn in blue, where `scores` (if given) exceed `threshold`.
-        scores: predicted class scores [N] or [N, 1], written on the boxes.
-        ncols: images per row.
-        truth: optional ground truth (classes, boxes) drawn in green under predicted boxes.
-        threshold: smallest score whose box is drawn (the video: 0.9 for the test grid).
-        class_name: caption of ground-truth boxes.
-
-    Returns:
-        A matplotlib Figure (shown by Jupyter when it is a cell's last value).
-    """
-    images = np.asarray(images)
-    classes, boxes = split_labels(labels_or_boxes)
-    true_classes, true_boxes = split_labels(truth) if truth is not None else (None, None)
-    score_list = None if scores is None else np.asarray(scores, dtype=np.float32).reshape(-1)
-    nrows = max(1, -(-len(images) // ncols))
-    figure = Figure(figsize=(3 * ncols, 3 * nrows))
-    axes = figure.subplots(nrows, ncols, squeeze=False).reshape(-1)
-    for i, ax in enumerate(axes):
-        ax.axis("off")
-        if i >= len(images):
-            continue
-        height, width = images[i].shape[:2]
-        ax.imshow(images[i])
-        if true_boxes is not None and true_classes[i] > 0.5:
-            draw_box(ax, true_boxes[i], width, height, "limegreen")
-        if classes is not None:
-            if classes[i] > 0.5:
-                draw_box(ax, boxes[i], width, height, "limegreen", class_name)
-        elif score_list is None:
-            draw_box(ax, boxes[i], width, height, "royalblue")
-        elif score_list[i] > threshold:
-            draw_box(ax, boxes[i], width, height, "royalblue", f"{score_list[i]:.2f}")
-    figure.tight_layout()
-    return figure

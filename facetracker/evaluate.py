@@ -29,29 +29,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
-from matplotlib.figure import Figure
 
-from facetracker.annotations import (
-    HAAR_MIN_SIZE,
-    HAAR_NEIGHBOURS,
-    HAAR_SCALE,
-    Sample,
-    haar_detector,
-    list_images,
-    load_samples,
-    write_labelme,
-)
-from facetracker.augment import MIN_BOX_PX, MIN_VISIBILITY
-from facetracker.config import CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, Paths, current_run_dir
-from facetracker.dataset import box_to_square, load_labels, plot_samples
+from facetracker.annotations import Sample, load_samples
+from facetracker.config import CLASS_NAME, Paths, current_run_dir
+from facetracker.dataset import load_labels
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import read_image
+from facetracker.geometry import Box, box_in_square
+from facetracker.plots import plot_samples, save_figure
+from facetracker.prelabel import best_face, haar_detector, haar_faces
 from facetracker.realtime import Detector, frame_to_input
 
-Box = tuple[float, float, float, float]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # COCO's thresholds, as pycocotools builds them.
 IOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10))
@@ -60,8 +54,6 @@ NO_BOX = (0.0, 0.0, 0.0, 0.0)
 BATCH = 32
 REPORT_FILE = "evaluation.json"
 GRID_FILE = "predictions.png"
-# Augmentation's smallest face side, as a share of the square it crops from a frame scaled to this short side.
-MIN_SIDE = MIN_BOX_PX / max(CROP_SIZE, FRAME_HEIGHT)
 RESAMPLES = 1000  # bootstrap draws for the intervals
 CONFIDENCE = 0.95
 HAAR_THRESHOLD = 0.5  # Haar scores are n / (n + 1) >= 0.5 for any detection: "found a face" is its positive
@@ -291,14 +283,6 @@ def _json_value(value: object) -> object:
 # ----------------------------------------------------------------------------- running the detectors
 
 
-def read_image(path: Path) -> np.ndarray:
-    """A BGR image; a clear error when it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FaceTrackerError(f"{path}: cannot be read as an image; re-save it as JPEG or remove it.")
-    return image
-
-
 def predict_images(detector: Detector, images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, float]:
     """Model (scores [N], boxes [N, 4] in the input square) for image files, and the seconds spent.
 
@@ -320,24 +304,20 @@ def predict_images(detector: Detector, images: Sequence[Path]) -> tuple[np.ndarr
 def haar_detection(cascade: cv2.CascadeClassifier, frame_bgr: np.ndarray) -> tuple[float, Box]:
     """The cascade's best face in the frame's centre square: (score, box in the square), or (0, NO_BOX).
 
-    The cascade runs on the full frame. Its best face is the one with the most neighbours (merged raw
-    detections, the cascade's usual confidence) among those that pass the crop's visibility rule;
-    score = n / (n + 1), so any detection scores above 0.5 and more support ranks higher for AP.
+    The cascade runs on the full frame; faces the visibility rule drops from the square are left out,
+    and `prelabel.best_face` picks among the others. score = n / (n + 1), n its neighbours, so any
+    detection scores above 0.5 and more support ranks higher for AP.
     """
     height, width = frame_bgr.shape[:2]
-    gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-    rects, counts = cascade.detectMultiScale2(gray, scaleFactor=HAAR_SCALE, minNeighbors=HAAR_NEIGHBOURS,
-                                              minSize=HAAR_MIN_SIZE)
-    found = []
-    for (x, y, w, h), n in zip(rects, counts, strict=True):
-        square = box_to_square((x / width, y / height, (x + w) / width, (y + h) / height), width, height,
-                               MIN_VISIBILITY)
+    in_square = []
+    for (x1, y1, x2, y2), neighbours in haar_faces(cascade, frame_bgr):
+        square = box_in_square((x1 / width, y1 / height, x2 / width, y2 / height), width, height)
         if square is not None:
-            found.append((int(n), w * h, square))
-    if not found:
+            in_square.append((square, neighbours))
+    best = best_face(in_square)
+    if best is None:
         return 0.0, NO_BOX
-    n, _, box = max(found, key=lambda f: (f[0], f[1]))
-    return n / (n + 1.0), box
+    return best[1] / (best[1] + 1.0), best[0]
 
 
 def haar_predictions(images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -354,27 +334,13 @@ def haar_predictions(images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, fl
     return np.array(scores), np.array(boxes, dtype=np.float64).reshape(-1, 4), seconds
 
 
-def truth_in_square(sample: Sample) -> Box | None:
-    """A labelled box in the frame's centre square, or None where augmentation would call it "no face".
-
-    The same rule as augmentation's: at least MIN_VISIBILITY of the box inside, and a visible part at
-    least MIN_BOX_PX wide and high once the frame's short side is scaled as augmentation scales it.
-    """
-    if sample.box is None:
-        return None
-    box = box_to_square(sample.box, sample.width, sample.height, MIN_VISIBILITY)
-    if box is None or min(box[2] - box[0], box[3] - box[1]) < MIN_SIDE:
-        return None
-    return box
-
-
 def natural_frames(images_dir: Path, labels_dir: Path, class_name: str) -> tuple[list[Sample], list[Box | None]]:
     """A folder's labelled frames and their boxes in the centre square (None: no face there)."""
     samples = load_samples(images_dir, labels_dir, class_name)
     if not samples:
         raise FaceTrackerError(f"{images_dir}: no images; run `facetracker split` first, or point to a folder "
                                "holding images/ and labels/.")
-    return samples, [truth_in_square(s) for s in samples]
+    return samples, [box_in_square(s.box, s.width, s.height) for s in samples]
 
 
 def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None]] | None:
@@ -440,7 +406,7 @@ def report_path(paths: Paths, model_path: Path | str, name: str) -> Path:
 
 def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n: int = 12, threshold: float = 0.5,
                     class_name: str = CLASS_NAME, output: Path | None = None, ncols: int = 4,
-                    detector: Detector | None = None) -> Figure:
+                    detector: Detector | None = None) -> "Figure":
     """A grid of the first `n` frames of a split as the model sees them: its box and score over the truth.
 
     Saved as a PNG (default: next to the evaluation report); boxes with `score < threshold` are not drawn.
@@ -452,32 +418,5 @@ def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n
     scores, boxes = detector.predict(inputs)
     gt = (np.array([[t is not None] for t in truth], np.float32), np.array([t or NO_BOX for t in truth], np.float32))
     figure = plot_samples(inputs, boxes, scores, ncols=ncols, truth=gt, threshold=threshold, class_name=class_name)
-    path = output or report_path(paths, model_path, GRID_FILE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    save_figure(figure, output or report_path(paths, model_path, GRID_FILE))
     return figure
-
-
-# ----------------------------------------------------------------------------- model-assisted labelling
-
-
-def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float = 0.5,
-                        class_name: str = CLASS_NAME) -> list[Path]:
-    """Write labelme proposals for unlabelled images in data/images where the model finds the object.
-
-    An existing label is never touched; an image scored below `threshold` gets no file (labelme's
-    way of saying "no object"). Returns the label files written, to be checked in labelme.
-    """
-    detector = Detector.load(model_path)
-    written = []
-    for image_path in list_images(paths.images):
-        label_path = paths.labels / f"{image_path.stem}.json"
-        if label_path.exists():
-            continue
-        frame = read_image(image_path)
-        detection = detector(frame)
-        if detection.score >= threshold:
-            write_labelme(label_path, image_path, detection.box_px, frame.shape[1], frame.shape[0], class_name)
-            written.append(label_path)
-    return written
-

@@ -10,9 +10,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A box as (x1, y1, x2, y2).
+from facetracker.config import CROP_SIZE, FRAME_HEIGHT
+
+# A box as (x1, y1, x2, y2), x1 <= x2 and y1 <= y2.
 Box = tuple[float, float, float, float]
 PixelBox = tuple[int, int, int, int]
+
+# The visibility rule, shared by augmentation (a crop) and evaluation (a frame's centre square): a face
+# keeps its label while at least 30% of its area shows (less than a third of a face is not something
+# the detector should fire on) and the visible part is at least MIN_BOX_PX wide and high.
+MIN_VISIBILITY = 0.3
+MIN_BOX_PX = 20  # in a 450 px crop: about 5 px once resized to the 120 px network input
+# MIN_BOX_PX as a share of the square: augmentation crops from frames scaled to this short side.
+MIN_SIDE = MIN_BOX_PX / max(CROP_SIZE, FRAME_HEIGHT)
+
+
+def clip_box(box: Box, width: int, height: int) -> Box:
+    """A pixel box clipped to the image."""
+    x1, y1, x2, y2 = box
+    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+
+
+def box_area(box: Box) -> float:
+    """The area of a box (0 for an empty or inverted one)."""
+    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
+
+
+def normalise(box_px: Box, width: int, height: int) -> Box:
+    """A pixel box divided by the image size."""
+    x1, y1, x2, y2 = box_px
+    return (x1 / width, y1 / height, x2 / width, y2 / height)
 
 
 def center_square(width: int, height: int) -> tuple[int, int, int]:
@@ -44,6 +71,17 @@ def box_to_square(box_norm: Box, width: int, height: int, min_visibility: float 
     if not is_visible(visible, (x2 - x1) * (y2 - y1), min_visibility):
         return None
     return cx1 / side, cy1 / side, cx2 / side, cy2 / side
+
+
+def box_in_square(box_norm: Box | None, width: int, height: int) -> Box | None:
+    """A labelled box (normalised to the frame) in the frame's centre square, or None where augmentation's
+    visibility rule would call the square "no face" (MIN_VISIBILITY of it inside, sides at least MIN_SIDE)."""
+    if box_norm is None:
+        return None
+    box = box_to_square(box_norm, width, height, MIN_VISIBILITY)
+    if box is None or min(box[2] - box[0], box[3] - box[1]) < MIN_SIDE:
+        return None
+    return box
 
 
 @dataclass(frozen=True)

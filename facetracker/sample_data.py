@@ -12,7 +12,6 @@ overwritten.
 
 import json
 import math
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 from facetracker.annotations import labelme_json
 from facetracker.config import CLASS_NAME, FRAME_HEIGHT, FRAME_WIDTH, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import atomic_write
 
 # The face in matplotlib's grace_hopper.jpg (512x600), checked by eye and by OpenCV's
 # Haar cascade (155, 105, 222, 222): forehead under the cap to the chin, ear to ear.
@@ -211,24 +211,6 @@ def click_order(box: tuple, rng: np.random.Generator) -> tuple:
     return orders[int(rng.integers(4))]
 
 
-def write_new(path: Path, data: bytes) -> bool:
-    """Write `data` to a new file atomically; False (and nothing written) if `path` exists."""
-    if path.exists():
-        return False
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_bytes(data)
-    try:
-        os.link(temp, path)  # fails if `path` appeared meanwhile: never overwrite
-    except FileExistsError:
-        return False
-    except OSError:
-        os.replace(temp, path)
-        return True
-    finally:
-        temp.unlink(missing_ok=True)
-    return True
-
-
 def encode_jpeg(frame: np.ndarray) -> bytes:
     """JPEG bytes of a BGR frame."""
     ok, buffer = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -268,12 +250,12 @@ def make_sample_data(
             skipped += 1 + with_face  # all there already: no need to render it again
             continue
         frame, box = make_frame(rng, source, with_face)
-        wrote = write_new(image_path, encode_jpeg(frame))
+        wrote = atomic_write(image_path, encode_jpeg(frame), overwrite=False)
         images, skipped = images + wrote, skipped + (not wrote)
         if box is None:
             continue
         data = labelme_json(image_path, click_order(box, rng), FRAME_WIDTH, FRAME_HEIGHT, class_name)
-        wrote = write_new(label_path, json.dumps(data, ensure_ascii=False, indent=2).encode())
+        wrote = atomic_write(label_path, json.dumps(data, ensure_ascii=False, indent=2).encode(), overwrite=False)
         labels, skipped = labels + wrote, skipped + (not wrote)
     return SampleDataSummary(paths.images, paths.labels, images, labels, skipped, positives, count - positives)
 

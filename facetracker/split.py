@@ -13,13 +13,12 @@ a frame deleted from data/images would otherwise live on in its split and in aug
 """
 
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
 from facetracker.annotations import list_images
 from facetracker.config import SPLIT_RATIOS, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import atomic_copy
 
 
 def check_ratios(ratios: tuple[float, ...]) -> tuple[float, ...]:
@@ -83,20 +82,6 @@ def same_bytes(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
-def copy_atomic(source: Path, target: Path) -> bool:
-    """Copy `source` to `target` through a temporary file unless identical; True if copied."""
-    if same_bytes(source, target):
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copy2(source, temp)
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
-    return True
-
-
 def stale_labels(paths: Paths, raw: list[Path], assignment: dict[str, str]) -> list[Path]:
     """Split labels of raw images whose label is no longer in data/labels."""
     stale = []
@@ -109,10 +94,10 @@ def stale_labels(paths: Paths, raw: list[Path], assignment: dict[str, str]) -> l
 
 def sync_one(paths: Paths, image: Path, split: str) -> None:
     """Make the split copy of one raw image and its label match the raw files."""
-    copy_atomic(image, paths.split_images(split) / image.name)
-    raw_label = paths.labels / f"{image.stem}.json"
-    if raw_label.is_file():
-        copy_atomic(raw_label, paths.split_labels(split) / raw_label.name)
+    for source, target in ((image, paths.split_images(split) / image.name),
+                           (paths.labels / f"{image.stem}.json", paths.split_labels(split) / f"{image.stem}.json")):
+        if source.is_file() and not same_bytes(source, target):
+            atomic_copy(source, target)
 
 
 def split_dataset(

@@ -33,7 +33,6 @@ import numpy as np
 import tensorflow as tf
 
 from facetracker import model as models
-from facetracker.annotations import atomic_write
 from facetracker.config import (
     BATCH_SIZE,
     CURRENT_RUN_FILE,
@@ -45,6 +44,7 @@ from facetracker.config import (
     next_run_dir,
 )
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import atomic_copy, atomic_write, temp_path
 from facetracker.losses import (
     classification_loss,
     localization_loss,
@@ -53,6 +53,7 @@ from facetracker.losses import (
     total_loss,
 )
 from facetracker.model import HEAD_UNITS
+from facetracker.plots import plot_curves
 
 # The tracker logs its total as `loss`, the name Keras' own callbacks (TerminateOnNaN, CSVLogger) read.
 LOSS_NAMES = ("loss", "class_loss", "regress_loss")
@@ -319,7 +320,7 @@ class SaveBest(keras.callbacks.Callback):
         if math.isfinite(value) and value < self.best:
             self.best = value
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp = self.path.with_name(f".{self.path.stem}.tmp.keras")  # Keras insists on the suffix
+            temp = temp_path(self.path)
             self.model.detector.save(temp)
             os.replace(temp, self.path)  # a kill mid-save never leaves a broken model
 
@@ -345,22 +346,6 @@ def history_dict(rows: list[dict[str, float]]) -> dict[str, list[float]]:
     """Rows of epoch logs -> {"loss": [...], "val_loss": [...], ...} as `fit` returns."""
     keys = [k for k in (*LOSS_NAMES, *(f"val_{n}" for n in LOSS_NAMES)) if any(k in row for row in rows)]
     return {key: [row.get(key, math.nan) for row in rows] for key in keys}
-
-
-def plot_curves(history: dict[str, list[float]], path: Path) -> Path:
-    """The tutorial's three plots (total, class, regress loss; train vs val) saved as a PNG."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(15, 4))
-    titles = {"loss": "Total Loss", "class_loss": "Class Loss", "regress_loss": "Regress Loss"}
-    for ax, name in zip(figure.subplots(1, 3), LOSS_NAMES, strict=True):
-        ax.plot(history.get(name, []), color="teal", label="train")
-        ax.plot(history.get(f"val_{name}", []), color="orange", label="val")
-        ax.set(title=titles[name], xlabel="epoch")
-        ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80, bbox_inches="tight")
-    return path
 
 
 @dataclass(frozen=True)
@@ -429,7 +414,7 @@ def make_current(paths: Paths, run_dir: Path, best: float) -> str | None:
         earlier = paths.train_runs / record["run"] / BEST_FILE
         note = (f"note: the model this replaces ({record['run']}) had a lower {MONITOR} on the same validation "
                 f"data ({record[MONITOR]:.4f} < {best:.4f}); to go back to it: cp {earlier} {paths.model}")
-    atomic_write(paths.model, (run_dir / BEST_FILE).read_bytes())
+    atomic_copy(run_dir / BEST_FILE, paths.model)
     atomic_write(record_path, json.dumps({"run": run_dir.name, MONITOR: best, "val_data": key}, indent=1).encode())
     return note
 
@@ -495,7 +480,7 @@ def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -
         saved = paths.model if chief else run_dir / BEST_FILE
         note = make_current(paths, run_dir, val[best_epoch]) if chief else None
         notes = (note,) if note else ()
-    return TrainResult(history, saved, plot_curves(history, run_dir / CURVES_FILE), config, best_epoch,
+    return TrainResult(history, saved, plot_curves(history, LOSS_NAMES, run_dir / CURVES_FILE), config, best_epoch,
                        stopped_on_nan, run_dir, parameters, notes)
 
 

@@ -18,12 +18,12 @@ from facetracker.annotations import (
     labelme_command,
     launch_labelme,
     load_samples,
-    prelabel_haar,
     read_box,
     write_labelme,
 )
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.prelabel import prelabel_haar
 
 
 def make_image(path: Path, width: int = 640, height: int = 480, gray: bool = False) -> Path:

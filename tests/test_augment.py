@@ -16,7 +16,6 @@ import pytest
 
 from facetracker.annotations import load_samples, write_labelme
 from facetracker.augment import (
-    TMP_SUFFIX,
     _Target,
     augment_chunk,
     augment_dataset,
@@ -28,6 +27,7 @@ from facetracker.augment import (
 )
 from facetracker.config import CROP_SIZE, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import temp_path
 from facetracker.sample_data import make_sample_data
 
 TOLERANCE_PX = 3
@@ -193,7 +193,7 @@ def test_interrupted_run_completes_without_duplicates(tmp_path):
     (out_images / "b.4.jpg").unlink()  # an image lost, its JSON left
     (out_labels / "b.5.json").unlink()
     (out_images / "b.5.jpg").unlink()
-    (out_images / f"a.3.jpg{TMP_SUFFIX}").write_bytes(b"partial")  # killed while writing
+    temp_path(out_images / "a.3.jpg").write_bytes(b"partial")  # killed while writing
     summary = augment_split(images, labels, out_images, out_labels, per_image=6, workers=1, progress=False)
     assert (summary.written, summary.skipped, summary.failed) == (3, 9, [])
     assert snapshot(out_images) | snapshot(out_labels) == complete  # same names, same bytes, no .tmp

@@ -12,15 +12,14 @@ from matplotlib.patches import Rectangle
 from facetracker.annotations import write_labelme
 from facetracker.config import SPLITS, Paths
 from facetracker.dataset import (
-    box_to_square,
-    center_square,
     datasets,
     load_labels,
     make_dataset,
     make_frame_dataset,
-    plot_samples,
 )
 from facetracker.errors import FaceTrackerError
+from facetracker.geometry import box_to_square, center_square
+from facetracker.plots import plot_samples
 
 N_SAMPLES = 10
 

@@ -17,13 +17,11 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from facetracker.annotations import haar_detector
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.evaluate import (
     COLUMN,
     IOU_THRESHOLDS,
-    MIN_SIDE,
     average_precision,
     bootstrap_interval,
     classification_metrics,
@@ -34,11 +32,11 @@ from facetracker.evaluate import (
     natural_frames,
     predict_images,
     prediction_grid,
-    prelabel_with_model,
     score_set,
-    truth_in_square,
 )
+from facetracker.geometry import MIN_SIDE, box_in_square
 from facetracker.model import build_model
+from facetracker.prelabel import haar_detector, prelabel_with_model
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
@@ -249,8 +247,12 @@ def logit(p: float) -> float:
 
 @pytest.fixture(scope="module")
 def constant_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real small detector with zero last-layer kernels and set biases: the same output for any image."""
-    model = build_model(*SMALL_MODEL)
+    """A real detector with zero last-layer kernels and set biases: the same output for any image.
+
+    MobileNetV2 keeps the tutorial's dense box head, whose bias alone sets the box (the small CNN's grid
+    head averages its cells' proposals, so a bias alone can only centre the box).
+    """
+    model = build_model("mobilenetv2", SMALL_MODEL[1], "none", SMALL_MODEL[3])
     for name, values in (("score", [CONSTANT_SCORE]), ("box", CONSTANT_BOX)):
         kernel, _ = model.get_layer(name).get_weights()
         model.get_layer(name).set_weights([np.zeros_like(kernel), np.array([logit(v) for v in values], np.float32)])
@@ -451,14 +453,14 @@ def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_images() -
 
 
 def test_ground_truth_drops_faces_augmentation_would_drop(tmp_path: Path) -> None:
-    from facetracker.annotations import Sample
-
-    def sample(box_px: tuple[float, float, float, float]) -> Sample:
+    def truth_in_square(box_px: tuple[float, float, float, float] | None) -> tuple | None:
+        if box_px is None:
+            return box_in_square(None, 640, 480)
         x1, y1, x2, y2 = box_px
-        return Sample(tmp_path / "a.jpg", None, 640, 480, (x1 / 640, y1 / 480, x2 / 640, y2 / 480))
+        return box_in_square((x1 / 640, y1 / 480, x2 / 640, y2 / 480), 640, 480)
 
     side = MIN_SIDE * 480  # the smallest face side augmentation keeps, in pixels of a 640x480 frame
-    assert truth_in_square(sample((200, 100, 200 + side + 1, 100 + side + 1))) is not None
-    assert truth_in_square(sample((200, 100, 200 + side - 1, 300))) is None  # too narrow
-    assert truth_in_square(sample((0, 100, 100, 300))) is None  # a fifth of it in the centre square
-    assert truth_in_square(Sample(tmp_path / "b.jpg", None, 640, 480, None)) is None
+    assert truth_in_square((200, 100, 200 + side + 1, 100 + side + 1)) is not None
+    assert truth_in_square((200, 100, 200 + side - 1, 300)) is None  # too narrow
+    assert truth_in_square((0, 100, 100, 300)) is None  # a fifth of it in the centre square
+    assert truth_in_square(None) is None

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from facetracker.annotations import check, prelabel_haar
+from facetracker.annotations import check
 from facetracker.config import SPLITS, Paths
 from facetracker.errors import FaceTrackerError
+from facetracker.prelabel import prelabel_haar
 from facetracker.sample_data import make_sample_data
 from facetracker.split import orphaned_copies, split_dataset, target_counts
 

@@ -264,12 +264,13 @@ def test_two_device_step_matches_one_device(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_trains_under_mixed_bfloat16() -> None:
+    keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         tracker = build_tracker(resolve_preset("quick", head_units=16), 64, 2, make_strategy(None))
         images = np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32)
         labels = (np.ones((8, 1), np.float32), np.tile(np.float32([[0.2, 0.2, 0.6, 0.6]]), (8, 1)))
-        history = tracker.fit(images, labels, epochs=6, batch_size=4, verbose=0).history
+        history = tracker.fit(images, labels, epochs=12, batch_size=8, verbose=0).history
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert all(math.isfinite(v) for v in history["loss"])

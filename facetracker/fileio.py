@@ -1,0 +1,97 @@
+"""Reading and writing files: the one atomic write, the image reader and the augmented label's format.
+
+Every file the package writes goes through `atomic_write` (or `atomic_copy`): the bytes go to a hidden
+temporary file in the same folder, then `os.replace` puts it in place, so a reader or a killed run
+never sees half a file. Temporary files are named `.<stem>.<pid>.tmp<suffix>`; `remove_temp_files`
+clears those an interrupted run left behind.
+"""
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facetracker.errors import FaceTrackerError
+
+TEMP_MARK = ".tmp"
+
+
+def temp_path(path: Path) -> Path:
+    """The hidden temporary file `path` is written through; it keeps the suffix (Keras insists on `.keras`)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}{TEMP_MARK}{path.suffix}")
+
+
+def _publish(path: Path, fill: Callable[[Path], object], overwrite: bool) -> bool:
+    """Fill a temporary file, then move it to `path`; with `overwrite=False` an existing file is kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path(path)
+    try:
+        fill(temp)
+        if overwrite:
+            os.replace(temp, path)
+            return True
+        try:
+            os.link(temp, path)  # fails if `path` exists, even if it appeared a moment ago
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links
+            if path.exists():
+                return False
+            os.replace(temp, path)
+        return True
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes, overwrite: bool = True) -> bool:
+    """Write `data` to `path` through a temporary file; False when `overwrite=False` and `path` exists."""
+    return _publish(Path(path), lambda temp: temp.write_bytes(data), overwrite)
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy a file (with its modification time) through a temporary file."""
+    _publish(Path(target), lambda temp: shutil.copy2(source, temp), True)
+
+
+def remove_temp_files(*folders: Path) -> int:
+    """Delete the temporary files an interrupted run left in `folders`; return how many."""
+    leftovers = [p for folder in folders for p in folder.glob(f".*{TEMP_MARK}*") if p.is_file()]
+    for path in leftovers:
+        path.unlink()
+    return len(leftovers)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as a 3-channel BGR uint8 array (grayscale and PNG alpha converted).
+
+    Raises:
+        FaceTrackerError: naming the file, when OpenCV cannot decode it.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FaceTrackerError(f"{path}: cannot be read as an image; re-save it as JPEG or remove it.")
+    return image
+
+
+def write_crop_label(path: Path, source: str, bbox: tuple[float, ...], cls: int, fingerprint: str) -> None:
+    """An augmented sample's label: its source image's name, box, class and what it was made from."""
+    label = {"image": source, "bbox": [float(v) for v in bbox], "class": int(cls), "fingerprint": fingerprint}
+    atomic_write(path, json.dumps(label).encode())
+
+
+def read_crop_label(path: Path) -> tuple[float, list[float]]:
+    """(class, bbox) of an augmented sample's label; a clear error when it is malformed."""
+    try:
+        data = json.loads(path.read_text())
+        cls, bbox = float(data["class"]), [float(v) for v in data["bbox"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        message = f"{path}: not an augmented label ({error}); run `facetracker augment --fresh`."
+        raise FaceTrackerError(message) from error
+    if cls not in (0.0, 1.0) or len(bbox) != 4 or not all(0.0 <= v <= 1.0 for v in bbox):
+        raise FaceTrackerError(f"{path}: class must be 0 or 1 and bbox four numbers in [0, 1]; "
+                               "run `facetracker augment --fresh`.")
+    return cls, bbox

@@ -1,0 +1,88 @@
+"""Box proposals for unlabelled images, to check in labelme: OpenCV's Haar face cascade or a trained model.
+
+Both write a labelme JSON only where no label exists yet and something was found; they never
+overwrite. The Haar cascade is also the baseline `evaluate` compares the model with, and both uses
+pick "the face" among the cascade's detections by one rule, `best_face`.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facetracker.annotations import list_images, write_labelme
+from facetracker.config import CLASS_NAME, Paths
+from facetracker.errors import FaceTrackerError
+from facetracker.fileio import read_image
+from facetracker.geometry import Box
+
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+# OpenCV's usual settings for webcam frames; faces under 40 px are mostly false alarms at 640x480.
+HAAR_SCALE, HAAR_NEIGHBOURS, HAAR_MIN_SIZE = 1.1, 5, (40, 40)
+
+
+def haar_detector() -> cv2.CascadeClassifier:
+    """OpenCV's frontal-face Haar cascade (shipped with opencv-python 4.x)."""
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
+    classifier_type = getattr(cv2, "CascadeClassifier", None)
+    path = Path(folder) / HAAR_CASCADE
+    if classifier_type is None or not path.is_file():
+        raise FaceTrackerError(
+            f"OpenCV {cv2.__version__} has no {HAAR_CASCADE}; install opencv-python 4.x (OpenCV 5 dropped it)."
+        )
+    return classifier_type(str(path))
+
+
+def haar_faces(cascade: cv2.CascadeClassifier, frame_bgr: np.ndarray) -> list[tuple[Box, int]]:
+    """Every face the cascade finds: (box in pixels, neighbours), neighbours being the merged raw detections."""
+    gray = frame_bgr if frame_bgr.ndim == 2 else cv2.cvtColor(frame_bgr[..., :3], cv2.COLOR_BGR2GRAY)
+    rects, counts = cascade.detectMultiScale2(gray, scaleFactor=HAAR_SCALE, minNeighbors=HAAR_NEIGHBOURS,
+                                              minSize=HAAR_MIN_SIZE)
+    return [((float(x), float(y), float(x + w), float(y + h)), int(n))
+            for (x, y, w, h), n in zip(rects, counts, strict=True)]
+
+
+def best_face(faces: list[tuple[Box, int]]) -> tuple[Box, int] | None:
+    """The one rule for "the face": the most neighbours (the cascade's own confidence), then the larger box."""
+    if not faces:
+        return None
+    return max(faces, key=lambda face: (face[1], (face[0][2] - face[0][0]) * (face[0][3] - face[0][1])))
+
+
+def prelabel_haar(paths: Paths, class_name: str = CLASS_NAME) -> list[Path]:
+    """Propose a box (the best face) for each unlabelled image in data/images; returns the labels written."""
+    cascade = haar_detector()
+    written = []
+    for image_path in list_images(paths.images):
+        label_path = paths.labels / f"{image_path.stem}.json"
+        if label_path.exists():
+            continue
+        frame = read_image(image_path)
+        face = best_face(haar_faces(cascade, frame))
+        if face is None:
+            continue
+        write_labelme(label_path, image_path, face[0], frame.shape[1], frame.shape[0], class_name)
+        written.append(label_path)
+    return written
+
+
+def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float = 0.5,
+                        class_name: str = CLASS_NAME) -> list[Path]:
+    """Propose the model's box for each unlabelled image in data/images where it scores `threshold` or more.
+
+    An image scored below `threshold` gets no file (labelme's way of saying "no object").
+    """
+    from facetracker.realtime import Detector
+
+    detector = Detector.load(model_path)
+    written = []
+    for image_path in list_images(paths.images):
+        label_path = paths.labels / f"{image_path.stem}.json"
+        if label_path.exists():
+            continue
+        frame = read_image(image_path)
+        detection = detector(frame)
+        if detection.score >= threshold:
+            write_labelme(label_path, image_path, detection.box_px, frame.shape[1], frame.shape[0], class_name)
+            written.append(label_path)
+    return written
