@@ -210,7 +210,7 @@ def size_problem(label_path: Path, data: dict, width: int, height: int) -> str |
     return None
 
 
-def read_label(
+def read_labelme(
     label_path: Path, width: int, height: int, class_name: str = CLASS_NAME, image_name: str | None = None
 ) -> LabelReading:
     """Read one labelme file against an image of `width` x `height`; never raises for bad content.
@@ -241,7 +241,7 @@ def read_label(
 def read_shapes(
     label_path: Path, shapes: list, width: int, height: int, class_name: str, warnings: list[str]
 ) -> LabelReading:
-    """The box from a non-empty labelme `shapes` list (see `read_label`)."""
+    """The box from a non-empty labelme `shapes` list (see `read_labelme`)."""
     errors, boxes = [], []
     for index, shape in enumerate(shapes):
         points = shape_points(shape)
@@ -286,7 +286,7 @@ def read_box(label_path: Path, width: int, height: int, class_name: str = CLASS_
 
     Raises FaceTrackerError listing every error in the file.
     """
-    reading = read_label(Path(label_path), width, height, class_name)
+    reading = read_labelme(Path(label_path), width, height, class_name)
     if reading.errors:
         raise FaceTrackerError("\n".join(reading.errors))
     box = None if reading.box_px is None else normalise(reading.box_px, width, height)
@@ -388,7 +388,7 @@ def inspect_image(image_path: Path, labels_dir: Path, class_name: str, report: C
     if not label_path.is_file():
         report.samples.append(Sample(image_path, None, width, height, None))
         return
-    reading = read_label(label_path, width, height, class_name, image_path.name)
+    reading = read_labelme(label_path, width, height, class_name, image_path.name)
     report.warnings.extend(reading.warnings)
     if reading.errors:
         report.errors.extend(reading.errors)

@@ -1,4 +1,4 @@
-"""Evaluate the detector (tutorial section 10, measured properly), and let it propose labels.
+"""Evaluate the detector (tutorial section 10, measured properly), next to OpenCV's Haar cascade.
 
 The video looks at a grid of a few test images. Here the model is scored on every test frame
 and every augmented test sample, next to OpenCV's Haar face cascade on the same frames, with:
@@ -10,14 +10,16 @@ and every augmented test sample, next to OpenCV's Haar face cascade on the same 
   average precision treating each image's output as one scored detection: AP@0.5 and
   AP@[.5:.95], 101-point interpolated, the same numbers pycocotools' COCOeval gives (tested).
   Averages over nothing (no faces, no true positive) are NaN, written as null in JSON.
+- 95% percentile-bootstrap intervals (images drawn with replacement) for the mean IoU and both APs:
+  a dozen test frames cannot tell two detectors apart, and the intervals say so.
 
 IoU uses continuous coordinates: area = (x2 - x1) * (y2 - y1), no "+1 pixel" (pycocotools'
 bbox IoU does the same).
 
 Natural frames are judged in the model's view: the frame's centre square (`frame_to_input`), with
-the labelled box converted to that square by `dataset.box_to_square` under the augmentation's
-visibility rule (a face mostly outside the square counts as "no face"). The Haar cascade runs on
-the full frame and its detection is converted by the same rule. The cascade has no calibrated
+the labelled box converted to that square by `geometry.box_in_square`, augmentation's visibility
+and size rule (a face mostly outside the square, or too small, counts as "no face"). The Haar
+cascade runs on the full frame and its detections are converted by the same rule. The cascade has no calibrated
 score: its best face scores n / (n + 1), n = the number of merged raw detections (its usual
 confidence), which ranks its detections for AP; for accuracy, precision, recall, F1 and mean IoU
 any detection is a positive, whatever `threshold` the model is judged at.

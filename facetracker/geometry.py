@@ -1,8 +1,9 @@
-"""Frame geometry shared by training, evaluation and real time: numpy only, no TensorFlow.
+"""Boxes and frame geometry, shared by labelling, augmentation, evaluation and real time: numpy only.
 
-The model sees a square: the centre square of a frame, as augmentation's square crops showed it
-in training. These functions map boxes between frame pixels, boxes
-normalised to the frame, and boxes normalised to that square. `detect` imports only this module
+A `Box` is (x1, y1, x2, y2). The model sees a square: the centre square of a frame, as augmentation's
+square crops showed it in training. These functions map boxes between frame pixels, boxes
+normalised to the frame, and boxes normalised to that square, and hold the visibility rule that
+decides when a cut face still counts as a face. `detect` imports only this module
 for its geometry, so running a `.tflite` model never loads TensorFlow, Albumentations or matplotlib.
 """
 

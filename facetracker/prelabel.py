@@ -5,6 +5,7 @@ overwrite. The Haar cascade is also the baseline `evaluate` compares the model w
 pick "the face" among the cascade's detections by one rule, `best_face`.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,7 @@ from facetracker.fileio import read_image
 from facetracker.geometry import Box
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-# OpenCV's usual settings for webcam frames; faces under 40 px are mostly false alarms at 640x480.
+# OpenCV's usual detectMultiScale settings for webcam frames.
 HAAR_SCALE, HAAR_NEIGHBOURS, HAAR_MIN_SIZE = 1.1, 5, (40, 40)
 
 
@@ -49,21 +50,33 @@ def best_face(faces: list[tuple[Box, int]]) -> tuple[Box, int] | None:
     return max(faces, key=lambda face: (face[1], (face[0][2] - face[0][0]) * (face[0][3] - face[0][1])))
 
 
-def prelabel_haar(paths: Paths, class_name: str = CLASS_NAME) -> list[Path]:
-    """Propose a box (the best face) for each unlabelled image in data/images; returns the labels written."""
-    cascade = haar_detector()
+def propose_labels(paths: Paths, propose: Callable[[np.ndarray], Box | None], class_name: str) -> list[Path]:
+    """Write `propose(frame)`'s box (pixels) as a labelme JSON for every unlabelled image in data/images.
+
+    An image already labelled is skipped, one for which `propose` returns None gets no file.
+    """
     written = []
     for image_path in list_images(paths.images):
         label_path = paths.labels / f"{image_path.stem}.json"
         if label_path.exists():
             continue
         frame = read_image(image_path)
-        face = best_face(haar_faces(cascade, frame))
-        if face is None:
-            continue
-        write_labelme(label_path, image_path, face[0], frame.shape[1], frame.shape[0], class_name)
-        written.append(label_path)
+        box = propose(frame)
+        if box is not None:
+            write_labelme(label_path, image_path, box, frame.shape[1], frame.shape[0], class_name)
+            written.append(label_path)
     return written
+
+
+def prelabel_haar(paths: Paths, class_name: str = CLASS_NAME) -> list[Path]:
+    """Propose a box (the best face) for each unlabelled image in data/images; returns the labels written."""
+    cascade = haar_detector()
+
+    def propose(frame: np.ndarray) -> Box | None:
+        face = best_face(haar_faces(cascade, frame))
+        return None if face is None else face[0]
+
+    return propose_labels(paths, propose, class_name)
 
 
 def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float = 0.5,
@@ -75,14 +88,9 @@ def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float =
     from facetracker.realtime import Detector
 
     detector = Detector.load(model_path)
-    written = []
-    for image_path in list_images(paths.images):
-        label_path = paths.labels / f"{image_path.stem}.json"
-        if label_path.exists():
-            continue
-        frame = read_image(image_path)
+
+    def propose(frame: np.ndarray) -> Box | None:
         detection = detector(frame)
-        if detection.score >= threshold:
-            write_labelme(label_path, image_path, detection.box_px, frame.shape[1], frame.shape[0], class_name)
-            written.append(label_path)
-    return written
+        return detection.box_px if detection.score >= threshold else None
+
+    return propose_labels(paths, propose, class_name)
