@@ -84,13 +84,27 @@ def _augment(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _train(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.train import train_from_paths
-
     names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked", "seed",
              "jit_compile", "mixed_precision")
-    overrides = {name: getattr(args, name) for name in names}
-    result = train_from_paths(paths, preset=args.preset, strategy=args.strategy, name=args.name,
-                              **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.workers is None:
+        from facetracker.train import train_from_paths
+
+        print(train_from_paths(paths, preset=args.preset, strategy=args.strategy, name=args.name, **overrides).format())
+        return
+    from facetracker.cluster import JoinWatchdog, use_workers
+
+    if args.join_timeout <= 0:
+        raise FaceTrackerError(f"--join-timeout {args.join_timeout}: give the seconds to wait for the other workers.")
+    workers = use_workers(args.workers, args.worker_index)
+    role = "the chief" if args.worker_index == 0 else "not the chief"
+    print(f"worker {args.worker_index} of {len(workers)} ({role}); waiting up to {args.join_timeout:.0f} s "
+          "for the others", flush=True)
+    from facetracker.train import train_from_paths
+
+    with JoinWatchdog(workers, args.worker_index, args.join_timeout) as watchdog:
+        result = train_from_paths(paths, preset=args.preset, strategy="multiworker", name=args.name,
+                                  callbacks=[watchdog.disarm_after_first_step()], **overrides)
     print(result.format())
 
 
@@ -220,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--masked", action="store_true", default=None,
                      help="box loss on faces only (experimental: worse than the tutorial's in our test)")
     sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
+    sub.add_argument("--workers", metavar="HOST:PORT,...",
+                     help="train on several machines: every worker's address, the same list on each")
+    sub.add_argument("--worker-index", type=int, help="with --workers: this machine's place in the list (0: chief)")
+    sub.add_argument("--join-timeout", type=float, default=120.0,
+                     help="with --workers: seconds to wait for the other workers (default: %(default)s)")
     sub.add_argument("--seed", type=int, help="seeds the weights and the shuffle (default 0)")
     sub.add_argument("--name", help="run folder below logs/train (default: a new exp<N>, or resume the latest)")
     sub.add_argument("--jit-compile", choices=["auto", "on", "off"], help="XLA; auto: on where a GPU is visible")

@@ -180,7 +180,20 @@ class FaceTracker(keras.Model):
         replicas = tf.cast(self.distribute_strategy.num_replicas_in_sync, total.dtype)
         for name, value in zip(LOSS_NAMES, (total, class_loss, regress_loss), strict=True):
             self.trackers[name].update_state(value * replicas)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras averages each worker's logs along axis 0, which a scalar lacks (keras-team/keras#20585).
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skip Keras' symbolic build once `build_tracker` has built the model and the optimizer.
+
+        That build averages a batch across the workers, which fails under MultiWorkerMirroredStrategy
+        (keras-team/keras#20585: "Attempt to convert a value (PerReplica...)"); there is nothing left to build.
+        """
+        if not (self.built and self.optimizer is not None and self.optimizer.built):
+            super()._maybe_symbolic_build(iterator, data_batch)
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
@@ -391,6 +404,7 @@ def build_tracker(config: TrainConfig, input_size: int, batches_per_epoch: int,
             else:
                 tracker.compile(optimizer, classification_loss(), recipe.loss_for(config), **jit)
             tracker(np.zeros((1, input_size, input_size, 3), np.float32))
+            tracker.optimizer.build(tracker.detector.trainable_variables)
     finally:
         keras.config.set_dtype_policy(policy)  # the policy is global: leave it as it was
     return tracker
@@ -484,16 +498,18 @@ def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -
                        stopped_on_nan, run_dir, parameters, notes)
 
 
-def train_from_paths(paths: Paths, preset: str | None = "tutorial", strategy: str | None = None,
-                     batch_size: int | None = None, image_size: int = IMAGE_SIZE, verbose: str | int = "auto",
-                     name: str | None = None, **settings: Any) -> TrainResult:
+def train_from_paths(paths: Paths, preset: str | None = "tutorial",
+                     strategy: str | tf.distribute.Strategy | None = None, batch_size: int | None = None,
+                     image_size: int = IMAGE_SIZE, verbose: str | int = "auto",
+                     name: str | None = None, callbacks: list | tuple = (), **settings: Any) -> TrainResult:
     """Train on aug_data/train, validate on aug_data/val (what `facetracker train` runs)."""
     from facetracker.dataset import make_dataset
 
+    strategy = make_strategy(strategy)  # before any other TensorFlow call: a multi-worker strategy must be first
     config = resolve_preset(preset, batch_size=batch_size, **settings)
     keras.utils.set_random_seed(config.seed)  # tf.data draws its shuffle seeds when the dataset is made
     train_ds, val_ds = (make_dataset(paths.aug_images(split), paths.aug_labels(split), config.batch_size,
                                      shuffle=split == "train", image_size=image_size, seed=config.seed)
                         for split in ("train", "val"))
     return train(paths, train_ds, val_ds, preset=preset, strategy=strategy, verbose=verbose, name=name,
-                 **dataclasses.asdict(config))
+                 callbacks=callbacks, **dataclasses.asdict(config))
