@@ -18,7 +18,7 @@ from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 
 DEMO_FRAMES = 90
-DEMO_PER_IMAGE = 12
+DEMO_PER_IMAGE = 30
 CHECK_FRAMES = 200
 CHECK_SEED = 1000  # added to the demo's seed: the check session shares no frame with the training session
 CHECK_DIR = "check"

@@ -300,7 +300,8 @@ def predict_images(detector: Detector, images: Sequence[Path]) -> tuple[np.ndarr
         seconds += time.perf_counter() - tick
         scores.append(s)
         boxes.append(b)
-    return np.concatenate(scores), np.concatenate(boxes).reshape(-1, 4), seconds
+    # Boxes clipped to the square, as they are drawn (the grid head's may reach past an edge).
+    return np.concatenate(scores), np.clip(np.concatenate(boxes).reshape(-1, 4), 0.0, 1.0), seconds
 
 
 def haar_detection(cascade: cv2.CascadeClassifier, frame_bgr: np.ndarray) -> tuple[float, Box]:

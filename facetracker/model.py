@@ -102,7 +102,8 @@ class GridBox(keras.layers.Layer):
     """One box from a grid of proposals: their average, weighted by the softmax of the cells' logits.
 
     Input [N, G, G, 5]: per cell, a logit and the raw centre (x, y, inside the cell) and size (w, h, as
-    a share of the image). Output [N, 4]: (x1, y1, x2, y2) in [0, 1]. No weights of its own.
+    a share of the image). Output [N, 4]: (x1, y1, x2, y2), in [0, 1] but where a face reaches past the
+    image's edge (by at most half the image). No weights of its own.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -122,7 +123,9 @@ class GridBox(keras.layers.Layer):
             return ops.sum(weights * values, axis=(1, 2))
 
         x, y, w, h = (weighted(v) for v in (centre_x, centre_y, proposals[..., 2], proposals[..., 3]))
-        return ops.clip(ops.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=-1), 0.0, 1.0)
+        # Not clipped to the image: a clip has no gradient, and a box stuck past an edge never came back.
+        # Where boxes are used (evaluation, drawing, proposals) they are clipped to the image.
+        return ops.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=-1)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], 4)

@@ -246,7 +246,7 @@ class Detector:
         """Detect the object in one BGR frame."""
         x, geo = frame_to_input(frame_bgr, self.size)
         scores, boxes = self.predict(x[None])
-        box = tuple(float(v) for v in boxes[0])
+        box = tuple(float(v) for v in np.clip(boxes[0], 0.0, 1.0))  # the grid head's may reach past an edge
         return Detection(float(scores[0]), box_to_frame(box, geo), box)
 
 

@@ -92,7 +92,7 @@ PRESETS = {
     "tutorial": TrainConfig(),
     # A CPU preset: a small CNN from scratch (with a grid box head) learns in minutes on 2 cores where VGG16
     # needs hours. The box loss counts faces only: the grid head has no reason to learn a box for "no face".
-    "quick": TrainConfig(backbone="small", weights="none", epochs=12, batch_size=16, learning_rate=1e-3,
+    "quick": TrainConfig(backbone="small", weights="none", epochs=20, batch_size=16, learning_rate=1e-3,
                          head_units=512, masked=True),
 }
 

@@ -51,16 +51,17 @@ def test_grid_box_is_the_proposal_of_the_cell_with_the_highest_logit() -> None:
     cells = np.zeros((2, 7, 7, 5), np.float32)
     cells[..., 0] = -30.0  # every cell but one has a negligible weight
     cells[0, 2, 5] = [30.0, logit(0.5), logit(0.25), logit(0.2), logit(0.4)]  # row 2, column 5
-    cells[1, 0, 0] = [30.0, logit(0.1), logit(0.1), logit(0.5), logit(0.5)]  # clipped at the image edge
+    cells[1, 0, 0] = [30.0, logit(0.1), logit(0.1), logit(0.5), logit(0.5)]  # reaches past the image's corner
     box = np.asarray(GridBox()(cells))
     cx, cy = (5 + 0.5) / 7, (2 + 0.25) / 7
     np.testing.assert_allclose(box[0], [cx - 0.1, cy - 0.2, cx + 0.1, cy + 0.2], atol=1e-5)
-    np.testing.assert_allclose(box[1], [0.0, 0.0, 0.1 / 7 + 0.25, 0.1 / 7 + 0.25], atol=1e-5)
+    corner = 0.1 / 7
+    np.testing.assert_allclose(box[1], [corner - 0.25, corner - 0.25, corner + 0.25, corner + 0.25], atol=1e-5)
     even = np.zeros((1, 7, 7, 5), np.float32)  # equal logits: the plain mean of the proposals
     even[..., 1:] = np.random.default_rng(0).normal(size=(1, 7, 7, 4))
     centre_x = (np.arange(7)[None, :] + 1 / (1 + np.exp(-even[0, ..., 1]))) / 7
     assert float(np.asarray(GridBox()(even))[0, 0]) == pytest.approx(
-        float(np.clip(centre_x.mean() - (1 / (1 + np.exp(-even[0, ..., 3]))).mean() / 2, 0, 1)), abs=1e-5)
+        float(centre_x.mean() - (1 / (1 + np.exp(-even[0, ..., 3]))).mean() / 2), abs=1e-5)
 
 
 def test_vgg16_preprocessing_matches_keras_preprocess_input(tmp_path: Path) -> None:
