@@ -104,4 +104,6 @@ def run(quick: bool) -> dict:
                      f"trained in {', '.join(f'{v:.0f} s' for v in train_seconds.values())}.",
                      *(f"demo report: {line}" for line in stages)],
         "runs": {str(k): v for k, v in runs.items()},
+        "demo_report": demo_output[demo_output.index("FaceTracker demo: done"):] if "FaceTracker demo" in demo_output
+        else demo_output[-6000:],
     }
