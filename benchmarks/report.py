@@ -31,9 +31,10 @@ place of `tensorflow-cpu`), run the same harness:
     .venv/bin/python -c "import tensorflow as tf; print(tf.config.list_physical_devices('GPU'))"
     .venv/bin/python benchmarks/run.py latency train accuracy
 
-Items `latency` (Keras paths), `train` and `accuracy` then use the GPU; TFLite files (`quantize`) still
-run on the CPU (the LiteRT GPU delegate is for mobile GPUs). Expect the per-frame `predict` overhead to
-dominate there even more, and training to run at hundreds of images per second for VGG16.
+Items `latency` (Keras paths), `train` and `accuracy` then use the GPU, with XLA and mixed precision on
+(`--jit-compile` and `--mixed-precision` default to on where a GPU is visible); TFLite files
+(`quantize`) still run on the CPU (the LiteRT GPU delegate is for mobile GPUs). Nothing has been
+measured on a GPU yet: the table below fills in when these items run on one.
 
 | item | device | figure | value |
 |---|---|---|---|
