@@ -64,23 +64,30 @@ def test_loss_is_the_package_one(notebook_code):
     ours = float(notebook_code["localization_loss"](boxes, predicted))
     assert ours == pytest.approx(float(losses.localization_loss(boxes, predicted)), rel=1e-6)
     assert ours > 0
+    classes = fixed_batch()[1][0]  # the quick preset's masked loss: faces only
+    masked = float(notebook_code["localization_loss"](boxes, predicted, classes))
+    assert masked == pytest.approx(float(losses.masked_localization_loss(boxes, predicted, classes)), rel=1e-6)
+    assert masked < ours
 
 
-def one_step(tracker_class: type, loss, weights: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+def one_step(tracker_class: type, loss, weights: list[np.ndarray], masked: bool = False
+             ) -> tuple[list[np.ndarray], dict]:
     """Weights and logs after one train_step of `tracker_class` from `weights` on the fixed batch."""
     detector = build_model("small", SIZE, "none", 16)
     detector.set_weights(weights)
     tracker = tracker_class(detector)
-    tracker.compile(losses.make_optimizer(10, 1e-3), losses.classification_loss(), loss)
+    tracker.compile(losses.make_optimizer(10, 1e-3), losses.classification_loss(), loss, masked=masked)
     images, labels = fixed_batch()
     logs = tracker.train_step((tf.constant(images), tuple(tf.constant(v) for v in labels)))
     return detector.get_weights(), {name: float(value) for name, value in logs.items()}
 
 
-def test_training_class_makes_the_package_first_update(notebook_code):
+@pytest.mark.parametrize("masked", [False, True], ids=["tutorial loss", "quick preset's masked loss"])
+def test_training_class_makes_the_package_first_update(notebook_code, masked):
     start = build_model("small", SIZE, "none", 16).get_weights()
-    ours, our_logs = one_step(notebook_code["FaceTracker"], notebook_code["localization_loss"], start)
-    theirs, their_logs = one_step(train.FaceTracker, losses.localization_loss, start)
+    ours, our_logs = one_step(notebook_code["FaceTracker"], notebook_code["localization_loss"], start, masked)
+    package_loss = losses.masked_localization_loss if masked else losses.localization_loss
+    theirs, their_logs = one_step(train.FaceTracker, package_loss, start, masked)
     assert our_logs.keys() == their_logs.keys() == set(train.LOSS_NAMES)
     for name in train.LOSS_NAMES:
         assert our_logs[name] == pytest.approx(their_logs[name], rel=1e-5)
