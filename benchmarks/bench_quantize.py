@@ -64,8 +64,9 @@ def measure_backbone(backbone: str, root: Path, cfg: dict) -> list[dict]:
     """One row per way of running the backbone: ms/frame, size, AP@0.5, mean IoU, agreement with float32."""
     from tutorial import tutorial_frame
 
+    from facetracker.annotations import labelled_frames
     from facetracker.config import CLASS_NAME, Paths
-    from facetracker.evaluate import average_precision, mean_iou_true_positives, natural_frames, predict_images
+    from facetracker.evaluate import average_precision, mean_iou_true_positives, predict_images
     from facetracker.export import calibration_images, export_model
     from facetracker.realtime import Detector
 
@@ -88,7 +89,7 @@ def measure_backbone(backbone: str, root: Path, cfg: dict) -> list[dict]:
         model = keras.saving.load_model(keras_path, compile=False)
         methods = {TUTORIAL: lambda frame: tutorial_frame(model, frame), **methods}
     latency = interleave(methods, frames_of(root, cfg["frames"]), cfg["rounds"])
-    samples, truth = natural_frames(paths.split_images("test"), paths.split_labels("test"), CLASS_NAME)
+    samples, truth = labelled_frames(paths.split_images("test"), paths.split_labels("test"), CLASS_NAME)
     images = [s.image for s in samples]
     outputs = {name: predict_images(detector, images)[:2] for name, detector in detectors.items()}
     rows = []

@@ -26,7 +26,7 @@ import numpy as np
 from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import atomic_write
-from facetracker.geometry import Box, box_area, clip_box, normalise
+from facetracker.geometry import Box, box_area, box_in_square, clip_box, normalise
 
 LABELME_VERSION = "6.3.1"
 MAX_LABEL_BYTES = 32 * 1024 * 1024  # a labelme JSON with an embedded 4K photo stays well below this
@@ -438,6 +438,16 @@ def load_samples(images_dir: Path, labels_dir: Path, class_name: str = CLASS_NAM
 
 # ---------------------------------------------------------------------------------------------
 # Labelling help
+
+
+def labelled_frames(images_dir: Path, labels_dir: Path, class_name: str) -> tuple[list[Sample], list[Box | None]]:
+    """A folder's labelled frames and their boxes in the centre square (None: no face there, by the visibility
+    rule): the truth evaluation scores against, and what `dataset.make_frame_dataset` loads."""
+    samples = load_samples(images_dir, labels_dir, class_name)
+    if not samples:
+        raise FaceTrackerError(f"{images_dir}: no images; run `facetracker split` first, or point to a folder "
+                               "holding images/ and labels/.")
+    return samples, [box_in_square(s.box, s.width, s.height) for s in samples]
 
 
 def labelme_command(paths: Paths, class_name: str = CLASS_NAME) -> list[str]:

@@ -80,13 +80,20 @@ class Paths:
         return self.aug_data / split / "labels"
 
 
-def current_run_dir(paths: Paths) -> Path | None:
-    """The training run folder facetracker.keras was copied from (logs/train/current.json), or None."""
+def current_run_record(paths: Paths) -> dict:
+    """logs/train/current.json: which run facetracker.keras was copied from, and its validation loss ({} if none)."""
     try:
-        run = paths.train_runs / json.loads((paths.train_runs / CURRENT_RUN_FILE).read_text())["run"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return run if run.is_dir() else None
+        record = json.loads((paths.train_runs / CURRENT_RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and isinstance(record.get("run"), str) else {}
+
+
+def current_run_dir(paths: Paths) -> Path | None:
+    """The training run folder facetracker.keras was copied from, or None."""
+    record = current_run_record(paths)
+    run = paths.train_runs / record["run"] if record else None
+    return run if run is not None and run.is_dir() else None
 
 
 def run_number(folder: Path, prefix: str) -> int:

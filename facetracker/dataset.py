@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from facetracker.annotations import load_samples
+from facetracker.annotations import labelled_frames
 from facetracker.config import BATCH_SIZE, CLASS_NAME, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import read_crop_label
-from facetracker.geometry import box_in_square, center_square
+from facetracker.geometry import center_square
 
 SHUFFLE_CAP = 10_000  # shuffle buffer = dataset size up to this many (paths, not decoded images)
 PREFETCH = 4  # batches, as in the video
@@ -106,12 +106,9 @@ def make_dataset(images_dir: Path, labels_dir: Path, batch_size: int = BATCH_SIZ
 def frame_labels(images_dir: Path, labels_dir: Path,
                  class_name: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Frames with labelme labels: (paths, squares [N, 3] int32, classes [N, 1], boxes [N, 4])."""
-    samples = load_samples(images_dir, labels_dir, class_name)
-    if not samples:
-        raise FaceTrackerError(f"{images_dir}: no images found; run `facetracker split` first.")
+    samples, truth = labelled_frames(images_dir, labels_dir, class_name)
     squares, classes, boxes = [], [], []
-    for sample in samples:
-        box = box_in_square(sample.box, sample.width, sample.height)
+    for sample, box in zip(samples, truth, strict=True):
         squares.append(center_square(sample.width, sample.height))
         classes.append([0.0 if box is None else 1.0])
         boxes.append((0.0, 0.0, 0.0, 0.0) if box is None else box)

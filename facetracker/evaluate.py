@@ -36,10 +36,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import cv2
 import numpy as np
 
-from facetracker.annotations import Sample, load_samples
+from facetracker.annotations import labelled_frames
 from facetracker.config import CLASS_NAME, Paths, current_run_dir
 from facetracker.dataset import load_labels
-from facetracker.errors import FaceTrackerError
 from facetracker.fileio import read_image
 from facetracker.geometry import Box, box_in_square
 from facetracker.plots import plot_samples, save_figure
@@ -300,8 +299,7 @@ def predict_images(detector: Detector, images: Sequence[Path]) -> tuple[np.ndarr
         seconds += time.perf_counter() - tick
         scores.append(s)
         boxes.append(b)
-    # Boxes clipped to the square, as they are drawn (the grid head's may reach past an edge).
-    return np.concatenate(scores), np.clip(np.concatenate(boxes).reshape(-1, 4), 0.0, 1.0), seconds
+    return np.concatenate(scores), np.concatenate(boxes).reshape(-1, 4), seconds
 
 
 def haar_detection(cascade: cv2.CascadeClassifier, frame_bgr: np.ndarray) -> tuple[float, Box]:
@@ -337,15 +335,6 @@ def haar_predictions(images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, fl
     return np.array(scores), np.array(boxes, dtype=np.float64).reshape(-1, 4), seconds
 
 
-def natural_frames(images_dir: Path, labels_dir: Path, class_name: str) -> tuple[list[Sample], list[Box | None]]:
-    """A folder's labelled frames and their boxes in the centre square (None: no face there)."""
-    samples = load_samples(images_dir, labels_dir, class_name)
-    if not samples:
-        raise FaceTrackerError(f"{images_dir}: no images; run `facetracker split` first, or point to a folder "
-                               "holding images/ and labels/.")
-    return samples, [box_in_square(s.box, s.width, s.height) for s in samples]
-
-
 def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None]] | None:
     """The split's augmented samples (images, boxes or None), or None when there are none."""
     images_dir, labels_dir = paths.aug_images(split), paths.aug_labels(split)
@@ -377,7 +366,7 @@ def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshol
     detector = detector or Detector.load(model_path)
     images_dir, labels_dir = (frames / "images", frames / "labels") if frames else (
         paths.split_images(split), paths.split_labels(split))
-    samples, truth = natural_frames(images_dir, labels_dir, class_name)
+    samples, truth = labelled_frames(images_dir, labels_dir, class_name)
     images = [s.image for s in samples]
     scores, boxes, seconds = predict_images(detector, images)
     results = [score_set("model", "frames", truth, scores, boxes, threshold, seconds)]
@@ -415,7 +404,7 @@ def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n
     Saved as a PNG (default: next to the evaluation report); boxes with `score < threshold` are not drawn.
     """
     detector = detector or Detector.load(model_path)
-    samples, truth = natural_frames(paths.split_images(split), paths.split_labels(split), class_name)
+    samples, truth = labelled_frames(paths.split_images(split), paths.split_labels(split), class_name)
     samples, truth = samples[:n], truth[:n]
     inputs = np.stack([frame_to_input(read_image(s.image), detector.size)[0] for s in samples])
     scores, boxes = detector.predict(inputs)

@@ -1,6 +1,6 @@
 """Reading and writing files: the one atomic write, the image reader and the augmented label's format.
 
-Every file the package writes goes through `atomic_write` (or `atomic_copy`): the bytes go to a hidden
+Every file the package writes goes through `publish` (`atomic_write`, `atomic_copy`): the bytes go to a hidden
 temporary file in the same folder, then `os.replace` puts it in place, so a reader or a killed run
 never sees half a file. Temporary files are named `.<stem>.<pid>.tmp<suffix>`; `remove_temp_files`
 clears those an interrupted run left behind.
@@ -25,8 +25,9 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}{TEMP_MARK}{path.suffix}")
 
 
-def _publish(path: Path, fill: Callable[[Path], object], overwrite: bool) -> bool:
-    """Fill a temporary file, then move it to `path`; with `overwrite=False` an existing file is kept."""
+def publish(path: Path, fill: Callable[[Path], object], overwrite: bool = True) -> bool:
+    """Let `fill(temp)` write a temporary file, then move it to `path`; with `overwrite=False` an existing
+    file is kept (False returned). Any writer fits: bytes, a copy, `model.save`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path(path)
     try:
@@ -49,12 +50,12 @@ def _publish(path: Path, fill: Callable[[Path], object], overwrite: bool) -> boo
 
 def atomic_write(path: Path, data: bytes, overwrite: bool = True) -> bool:
     """Write `data` to `path` through a temporary file; False when `overwrite=False` and `path` exists."""
-    return _publish(Path(path), lambda temp: temp.write_bytes(data), overwrite)
+    return publish(Path(path), lambda temp: temp.write_bytes(data), overwrite)
 
 
 def atomic_copy(source: Path, target: Path) -> None:
     """Copy a file (with its modification time) through a temporary file."""
-    _publish(Path(target), lambda temp: shutil.copy2(source, temp), True)
+    publish(Path(target), lambda temp: shutil.copy2(source, temp))
 
 
 def remove_temp_files(*folders: Path) -> int:

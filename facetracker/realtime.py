@@ -206,11 +206,21 @@ def check_tflite_file(path: Path) -> None:
                                "export one with facetracker export --format tflite.")
 
 
+def boxes_in_image(predict: PredictFn) -> PredictFn:
+    """`predict` with its boxes clipped to the input square: the grid head's may reach past an edge."""
+
+    def clipped(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores, boxes = predict(inputs)
+        return scores, np.clip(boxes, 0.0, 1.0)
+
+    return clipped
+
+
 class Detector:
     """A trained model (Keras, SavedModel or TFLite) as a function from a BGR frame to a `Detection`."""
 
     def __init__(self, predict: PredictFn, size: int = IMAGE_SIZE, name: str = "model"):
-        self.predict = predict  # inputs [N, size, size, 3] -> (scores [N], boxes [N, 4])
+        self.predict = boxes_in_image(predict)  # inputs [N, size, size, 3] -> (scores [N], boxes [N, 4])
         self.size = size
         self.name = name
 
@@ -246,7 +256,7 @@ class Detector:
         """Detect the object in one BGR frame."""
         x, geo = frame_to_input(frame_bgr, self.size)
         scores, boxes = self.predict(x[None])
-        box = tuple(float(v) for v in np.clip(boxes[0], 0.0, 1.0))  # the grid head's may reach past an edge
+        box = tuple(float(v) for v in boxes[0])
         return Detection(float(scores[0]), box_to_frame(box, geo), box)
 
 

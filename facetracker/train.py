@@ -40,11 +40,12 @@ from facetracker.config import (
     IMAGE_SIZE,
     LEARNING_RATE,
     Paths,
+    current_run_record,
     latest_run_dir,
     next_run_dir,
 )
 from facetracker.errors import FaceTrackerError
-from facetracker.fileio import atomic_copy, atomic_write, temp_path
+from facetracker.fileio import atomic_copy, atomic_write, publish
 from facetracker.losses import (
     classification_loss,
     localization_loss,
@@ -292,8 +293,7 @@ def _check_resume(run_file: Path, config: TrainConfig, parameters: int, resuming
             raise FaceTrackerError(f"{run_file.parent / BACKUP_DIR} holds an interrupted run with other settings "
                                    f"({before}): rerun with those settings to resume, or delete "
                                    f"{run_file.parent / BACKUP_DIR} to start afresh")
-    run_file.parent.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(settings, indent=1))
+    atomic_write(run_file, json.dumps(settings, indent=1).encode())
 
 
 def _require_tensorboard() -> None:
@@ -332,10 +332,7 @@ class SaveBest(keras.callbacks.Callback):
         value = (logs or {}).get(MONITOR, math.nan)
         if math.isfinite(value) and value < self.best:
             self.best = value
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp = temp_path(self.path)
-            self.model.detector.save(temp)
-            os.replace(temp, self.path)  # a kill mid-save never leaves a broken model
+            publish(self.path, self.model.detector.save)  # a kill mid-save never leaves a broken model
 
 
 def read_history_rows(path: Path) -> list[dict[str, float]]:
@@ -420,8 +417,7 @@ def validation_key(paths: Paths) -> str:
 
 def make_current(paths: Paths, run_dir: Path, best: float) -> str | None:
     """Copy the run's best model to facetracker.keras (the current model); say so if an earlier one was better."""
-    record_path = paths.train_runs / CURRENT_RUN_FILE
-    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    record = current_run_record(paths)
     key = validation_key(paths)
     note = None
     if paths.model.is_file() and record.get("val_data") == key and record.get(MONITOR, math.inf) < best:
@@ -429,7 +425,8 @@ def make_current(paths: Paths, run_dir: Path, best: float) -> str | None:
         note = (f"note: the model this replaces ({record['run']}) had a lower {MONITOR} on the same validation "
                 f"data ({record[MONITOR]:.4f} < {best:.4f}); to go back to it: cp {earlier} {paths.model}")
     atomic_copy(run_dir / BEST_FILE, paths.model)
-    atomic_write(record_path, json.dumps({"run": run_dir.name, MONITOR: best, "val_data": key}, indent=1).encode())
+    record = {"run": run_dir.name, MONITOR: best, "val_data": key}
+    atomic_write(paths.train_runs / CURRENT_RUN_FILE, json.dumps(record, indent=1).encode())
     return note
 
 

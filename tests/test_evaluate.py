@@ -17,6 +17,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from facetracker.annotations import labelled_frames
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.evaluate import (
@@ -29,7 +30,6 @@ from facetracker.evaluate import (
     haar_detection,
     iou,
     mean_iou_true_positives,
-    natural_frames,
     predict_images,
     prediction_grid,
     score_set,
@@ -394,7 +394,7 @@ def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_mo
 
     paths = Paths(sample_root)
     split_dataset(paths)
-    samples, truth = natural_frames(paths.split_images("train"), paths.split_labels("train"), "face")
+    samples, truth = labelled_frames(paths.split_images("train"), paths.split_labels("train"), "face")
     assert 0 < sum(t is None for t in truth) < len(truth)  # faces and empty frames
     scores = predict_images(Detector.load(small_model_file), [s.image for s in samples])[0]
     threshold = float(np.median(scores))
