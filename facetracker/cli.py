@@ -84,8 +84,8 @@ def _augment(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _train(args: argparse.Namespace, paths: Paths) -> None:
-    names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked", "seed",
-             "jit_compile", "mixed_precision")
+    names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked", "ema_momentum",
+             "seed", "jit_compile", "mixed_precision")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.workers is None:
         from facetracker.train import train_from_paths
@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--learning-rate", type=float)
     sub.add_argument("--head-units", type=int, help="width of each head's dense layer (tutorial: 2048)")
     sub.add_argument("--masked", action="store_true", default=None,
-                     help="box loss on faces only (experimental: worse than the tutorial's in our test)")
+                     help="box loss on images with a face only (the quick preset's)")
+    sub.add_argument("--ema-momentum", type=float,
+                     help="validate and save a moving average of the weights (quick: 0.99; 0: off)")
     sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
     sub.add_argument("--workers", metavar="HOST:PORT,...",
                      help="train on several machines: every worker's address, the same list on each")

@@ -60,11 +60,15 @@ def total_loss(localization: keras.KerasTensor, classification: keras.KerasTenso
     return localization + CLASS_LOSS_WEIGHT * classification
 
 
-def make_optimizer(batches_per_epoch: int, learning_rate: float = 1e-4) -> keras.optimizers.Optimizer:
+def make_optimizer(batches_per_epoch: int, learning_rate: float = 1e-4,
+                   ema_momentum: float = 0.0) -> keras.optimizers.Optimizer:
     """Adam with inverse-time decay to 75% of `learning_rate` after one epoch (the tutorial's legacy `decay`).
 
-    lr(step) = learning_rate / (1 + step / batches_per_epoch / 3).
+    lr(step) = learning_rate / (1 + step / batches_per_epoch / 3). With `ema_momentum` > 0, Adam also
+    keeps a moving average of the weights (Keras' `use_ema`); `keras.callbacks.SwapEMAWeights` reads it.
     """
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         learning_rate, decay_steps=max(1, batches_per_epoch), decay_rate=1 / DECAY_TO - 1)
+    if ema_momentum:
+        return keras.optimizers.Adam(learning_rate=schedule, use_ema=True, ema_momentum=ema_momentum)
     return keras.optimizers.Adam(learning_rate=schedule)

@@ -83,6 +83,9 @@ class TrainConfig:
     masked: bool = False
     # Reaches keras.utils.set_random_seed (weights, dropout) and the training set's shuffle.
     seed: int = 0
+    # 0: off. Otherwise Adam keeps a moving average of the weights (this momentum per step); validation,
+    # best.keras and the current model use the average, which places boxes tighter than the last step's weights.
+    ema_momentum: float = 0.0
     # "auto" turns XLA and float16 compute on where a GPU is visible: both slow a CPU down.
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
@@ -94,7 +97,7 @@ PRESETS = {
     # A CPU preset: a small CNN from scratch (with a grid box head) learns in minutes on 2 cores where VGG16
     # needs hours. The box loss counts faces only: the grid head has no reason to learn a box for "no face".
     "quick": TrainConfig(backbone="small", weights="none", epochs=20, batch_size=16, learning_rate=1e-3,
-                         head_units=512, masked=True),
+                         head_units=512, masked=True, ema_momentum=0.99),
 }
 
 
@@ -117,6 +120,8 @@ def resolve_preset(name: str | None = "tutorial", **overrides: Any) -> TrainConf
         value = getattr(config, setting)
         if not value > 0:
             raise FaceTrackerError(f"--{setting.replace('_', '-')} {value}: must be a positive number.")
+    if not 0 <= config.ema_momentum < 1:
+        raise FaceTrackerError(f"--ema-momentum {config.ema_momentum}: give 0 (off) or a number below 1, such as 0.99.")
     for setting in ("jit_compile", "mixed_precision"):
         if getattr(config, setting) not in SWITCHES:
             raise FaceTrackerError(f"--{setting.replace('_', '-')} {getattr(config, setting)!r}: "
@@ -322,17 +327,26 @@ class SaveBest(keras.callbacks.Callback):
 
     Keras' ModelCheckpoint saves the model it trains, here the FaceTracker wrapper; the detector
     alone is what loads in safe mode and what evaluate, detect and export read.
+
+    With `ema` (the run's SwapEMAWeights), the moving-average weights are saved, those the validation
+    loss was measured on; the training weights are swapped back right after.
     """
 
-    def __init__(self, path: Path, best: float = math.inf) -> None:
+    def __init__(self, path: Path, best: float = math.inf, ema: keras.callbacks.SwapEMAWeights | None = None) -> None:
         super().__init__()
-        self.path, self.best = path, best
+        self.path, self.best, self.ema = path, best, ema
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(MONITOR, math.nan)
         if math.isfinite(value) and value < self.best:
             self.best = value
-            publish(self.path, self.model.detector.save)  # a kill mid-save never leaves a broken model
+            if self.ema:
+                self.ema.on_test_begin()  # the average in, as for validation
+            try:
+                publish(self.path, self.model.detector.save)  # a kill mid-save never leaves a broken model
+            finally:
+                if self.ema:
+                    self.ema.on_test_end()
 
 
 def read_history_rows(path: Path) -> list[dict[str, float]]:
@@ -394,7 +408,7 @@ def build_tracker(config: TrainConfig, input_size: int, batches_per_epoch: int,
         with strategy.scope():
             detector = recipe.build_model(config.backbone, input_size, config.weights, config.head_units)
             tracker = recipe.tracker_class(detector, name="facetracker_trainer")
-            optimizer = make_optimizer(batches_per_epoch, config.learning_rate)
+            optimizer = make_optimizer(batches_per_epoch, config.learning_rate, config.ema_momentum)
             jit = {"jit_compile": switched_on(config.jit_compile)}
             if config.masked:
                 tracker.compile(optimizer, classification_loss(), recipe.loss_for(config), masked=True, **jit)
@@ -441,7 +455,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
         paths: where logs/ and facetracker.keras go.
         train_ds, val_ds: finite batched datasets as `facetracker.dataset` makes them.
         preset: "tutorial" (default) or "quick"; `settings` (epochs, backbone, weights, learning_rate,
-            head_units, masked, seed, jit_compile, mixed_precision) override it.
+            head_units, masked, ema_momentum, seed, jit_compile, mixed_precision) override it.
         strategy: None, "mirrored", "multiworker" or a tf.distribute.Strategy.
         callbacks: extra Keras callbacks.
         verbose: passed to `fit`.
@@ -470,9 +484,11 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     rows = read_history_rows(history_path)
     best_before = min((r[MONITOR] for r in rows if math.isfinite(r.get(MONITOR, math.nan))), default=math.inf)
 
+    # Validation and best.keras use the moving-average weights when there are some; training goes on from its own.
+    ema = keras.callbacks.SwapEMAWeights() if config.ema_momentum else None
     # The model and history are written before the backup: a kill between them never skips an epoch's row.
     tracker.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=verbose, shuffle=False, callbacks=[
-        keras.callbacks.TerminateOnNaN(), SaveBest(run_dir / BEST_FILE, best_before),
+        *([ema] if ema else []), keras.callbacks.TerminateOnNaN(), SaveBest(run_dir / BEST_FILE, best_before, ema),
         keras.callbacks.CSVLogger(str(history_path), append=True), keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.TensorBoard(str(run_dir)), *callbacks])
     return _result(paths, run_dir, config, tracker.detector.count_params())

@@ -116,6 +116,29 @@ def test_train_saves_best_model_curves_and_logs(tmp_path: Path) -> None:
     assert validation_loss(loaded, val_ds) == pytest.approx(val[0], rel=1e-4)
 
 
+class LastWeights(keras.callbacks.Callback):
+    """The training weights at the end of each epoch (after SaveBest has swapped any average back out)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.weights = self.model.detector.get_weights()
+
+
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
+def test_with_ema_the_best_model_is_the_average_it_was_validated_on(tmp_path: Path, ema_momentum: float) -> None:
+    paths, val_ds, last = Paths(tmp_path), dataset(16, seed=1), LastWeights()
+    result = train(paths, dataset(32), val_ds, epochs=1, callbacks=[last], **{**QUICK, "ema_momentum": ema_momentum})
+    saved = keras.saving.load_model(result.model_path, safe_mode=True)
+    same = [np.array_equal(a, b) for a, b in zip(saved.get_weights(), last.weights, strict=True)]
+    assert all(same) if ema_momentum == 0 else not all(same)
+    assert validation_loss(saved, val_ds) == pytest.approx(result.history["val_loss"][0], rel=1e-4)
+
+
+def test_quick_preset_averages_its_weights() -> None:
+    assert resolve_preset("quick").ema_momentum == 0.99 and resolve_preset("tutorial").ema_momentum == 0
+    with pytest.raises(FaceTrackerError, match="ema-momentum 1.0"):
+        resolve_preset("quick", ema_momentum=1.0)
+
+
 class Interrupt(keras.callbacks.Callback):
     """Record the training state at the end of an epoch, then fail as a crash would."""
 
