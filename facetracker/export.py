@@ -68,7 +68,7 @@ def load_images(folder: Path, size: int, count: int, seed: int = 0) -> np.ndarra
     """Up to `count` images of a folder (a seeded random pick), resized as the model expects: [N, S, S, 3] in [0, 1].
 
     The augmented images are the crops the model was trained on, so they are resized whole, like
-    `dataset.to_network_input` (bilinear); unreadable files are left out.
+    `dataset.to_network_input` (area averaging); unreadable files are left out.
     """
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
     picked = np.random.default_rng(seed).permutation(len(files))[:count]
@@ -76,7 +76,7 @@ def load_images(folder: Path, size: int, count: int, seed: int = 0) -> np.ndarra
     for index in sorted(picked):
         image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
         if image is not None:
-            resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+            resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
             images.append(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
     return np.stack(images) if images else np.zeros((0, size, size, 3), np.float32)
 

@@ -54,8 +54,8 @@ def frame_to_input(frame_bgr: np.ndarray, size: int = IMAGE_SIZE) -> tuple[np.nd
     height, width = frame_bgr.shape[:2]
     geo = frame_geometry(width, height)
     square = frame_bgr[geo.y0:geo.y0 + geo.side, geo.x0:geo.x0 + geo.side]
-    # Bilinear, like tf.image.resize in the training pipeline.
-    resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR)
+    # Area averaging, as the training pipeline resizes (`dataset.to_network_input`).
+    resized = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0, geo
 
 

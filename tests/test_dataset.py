@@ -20,6 +20,7 @@ from facetracker.dataset import (
 from facetracker.errors import FaceTrackerError
 from facetracker.geometry import box_to_square, center_square
 from facetracker.plots import plot_samples
+from facetracker.realtime import frame_to_input
 
 N_SAMPLES = 10
 
@@ -119,6 +120,18 @@ def test_make_frame_dataset_crops_like_real_time(tmp_path):
     ys, xs = np.nonzero(image_batch[0].mean(axis=2) > 0.5)  # the white rectangle, seen at 120 px
     np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], boxes[0] * 120, atol=1)
     assert not boxes[1:].any() and image_batch[1].max() < 0.5  # the margin is cut away
+
+
+def test_training_and_real_time_shrink_a_frame_alike(tmp_path):
+    """Both paths average areas: on pixel noise they agree to rounding; bilinear on either side would not."""
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    cv2.imwrite(str(images / "noise.png"), frame)
+    trained_on = next(make_frame_dataset(images, labels, "face").as_numpy_iterator())[0][0]
+    seen_live = frame_to_input(frame)[0]
+    assert seen_live.std() < 0.1  # noise averaged out (a 4x4 mean of uniform noise)
+    np.testing.assert_allclose(trained_on, seen_live, atol=0.005)
 
 
 def test_datasets_for_every_split(tmp_path):
