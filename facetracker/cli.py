@@ -85,7 +85,7 @@ def _augment(args: argparse.Namespace, paths: Paths) -> int:
 
 def _train(args: argparse.Namespace, paths: Paths) -> None:
     names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked", "ema_momentum",
-             "seed", "jit_compile", "mixed_precision")
+             "monitor", "seed", "jit_compile", "mixed_precision")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.workers is None:
         from facetracker.train import train_from_paths
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="box loss on images with a face only (the quick preset's)")
     sub.add_argument("--ema-momentum", type=float,
                      help="validate and save a moving average of the weights (quick: 0.99; 0: off)")
+    sub.add_argument("--monitor", choices=["val_loss", "val_regress_loss", "val_class_loss"],
+                     help="the validation loss whose best epoch is kept (tutorial: val_loss)")
     sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
     sub.add_argument("--workers", metavar="HOST:PORT,...",
                      help="train on several machines: every worker's address, the same list on each")

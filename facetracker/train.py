@@ -58,7 +58,7 @@ from facetracker.plots import plot_curves
 
 # The tracker logs its total as `loss`, the name Keras' own callbacks (TerminateOnNaN, CSVLogger) read.
 LOSS_NAMES = ("loss", "class_loss", "regress_loss")
-MONITOR = "val_loss"
+MONITORS = ("val_loss", "val_regress_loss", "val_class_loss")
 RUN_PREFIX = "exp"  # logs/train/exp, exp2, ...
 BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
@@ -86,6 +86,9 @@ class TrainConfig:
     # 0: off. Otherwise Adam keeps a moving average of the weights (this momentum per step); validation,
     # best.keras and the current model use the average, which places boxes tighter than the last step's weights.
     ema_momentum: float = 0.0
+    # The validation loss whose lowest epoch is best.keras. "val_loss" is the total; the box loss alone
+    # ("val_regress_loss") suits a model whose score loss rises once it is sure of the training faces.
+    monitor: str = "val_loss"
     # "auto" turns XLA and float16 compute on where a GPU is visible: both slow a CPU down.
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
@@ -96,8 +99,10 @@ PRESETS = {
     "tutorial": TrainConfig(),
     # A CPU preset: a small CNN from scratch (with a grid box head) learns in minutes on 2 cores where VGG16
     # needs hours. The box loss counts faces only: the grid head has no reason to learn a box for "no face".
+    # Its score loss on the few validation frames rises while its boxes still get better, so the box loss
+    # picks the best epoch.
     "quick": TrainConfig(backbone="small", weights="none", epochs=20, batch_size=16, learning_rate=1e-3,
-                         head_units=512, masked=True, ema_momentum=0.99),
+                         head_units=512, masked=True, ema_momentum=0.99, monitor="val_regress_loss"),
 }
 
 
@@ -122,6 +127,8 @@ def resolve_preset(name: str | None = "tutorial", **overrides: Any) -> TrainConf
             raise FaceTrackerError(f"--{setting.replace('_', '-')} {value}: must be a positive number.")
     if not 0 <= config.ema_momentum < 1:
         raise FaceTrackerError(f"--ema-momentum {config.ema_momentum}: give 0 (off) or a number below 1, such as 0.99.")
+    if config.monitor not in MONITORS:
+        raise FaceTrackerError(f"--monitor {config.monitor!r}: choose one of {', '.join(MONITORS)}")
     for setting in ("jit_compile", "mixed_precision"):
         if getattr(config, setting) not in SWITCHES:
             raise FaceTrackerError(f"--{setting.replace('_', '-')} {getattr(config, setting)!r}: "
@@ -237,8 +244,9 @@ class TrainResult:
         if self.model_path is None:
             lines.append("no model saved: no epoch had a finite validation loss")
         else:
-            best = self.history[MONITOR][self.best_epoch]
-            lines.append(f"best model (epoch {self.best_epoch + 1}, {MONITOR} {best:.4f}) saved to {self.model_path}")
+            monitor = self.config.monitor
+            best = self.history[monitor][self.best_epoch]
+            lines.append(f"best model (epoch {self.best_epoch + 1}, {monitor} {best:.4f}) saved to {self.model_path}")
         return "\n".join([*lines, *self.notes])
 
 
@@ -332,12 +340,13 @@ class SaveBest(keras.callbacks.Callback):
     loss was measured on; the training weights are swapped back right after.
     """
 
-    def __init__(self, path: Path, best: float = math.inf, ema: keras.callbacks.SwapEMAWeights | None = None) -> None:
+    def __init__(self, path: Path, best: float = math.inf, ema: keras.callbacks.SwapEMAWeights | None = None,
+                 monitor: str = "val_loss") -> None:
         super().__init__()
-        self.path, self.best, self.ema = path, best, ema
+        self.path, self.best, self.ema, self.monitor = path, best, ema, monitor
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(MONITOR, math.nan)
+        value = (logs or {}).get(self.monitor, math.nan)
         if math.isfinite(value) and value < self.best:
             self.best = value
             if self.ema:
@@ -429,17 +438,18 @@ def validation_key(paths: Paths) -> str:
     return digest.hexdigest()
 
 
-def make_current(paths: Paths, run_dir: Path, best: float) -> str | None:
+def make_current(paths: Paths, run_dir: Path, best: float, monitor: str = "val_loss") -> str | None:
     """Copy the run's best model to facetracker.keras (the current model); say so if an earlier one was better."""
     record = current_run_record(paths)
     key = validation_key(paths)
     note = None
-    if paths.model.is_file() and record.get("val_data") == key and record.get(MONITOR, math.inf) < best:
+    # The record keeps its loss under its own name: a run judged by another loss never compares.
+    if paths.model.is_file() and record.get("val_data") == key and record.get(monitor, math.inf) < best:
         earlier = paths.train_runs / record["run"] / BEST_FILE
-        note = (f"note: the model this replaces ({record['run']}) had a lower {MONITOR} on the same validation "
-                f"data ({record[MONITOR]:.4f} < {best:.4f}); to go back to it: cp {earlier} {paths.model}")
+        note = (f"note: the model this replaces ({record['run']}) had a lower {monitor} on the same validation "
+                f"data ({record[monitor]:.4f} < {best:.4f}); to go back to it: cp {earlier} {paths.model}")
     atomic_copy(run_dir / BEST_FILE, paths.model)
-    record = {"run": run_dir.name, MONITOR: best, "val_data": key}
+    record = {"run": run_dir.name, "monitor": monitor, monitor: best, "val_data": key}
     atomic_write(paths.train_runs / CURRENT_RUN_FILE, json.dumps(record, indent=1).encode())
     return note
 
@@ -455,7 +465,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
         paths: where logs/ and facetracker.keras go.
         train_ds, val_ds: finite batched datasets as `facetracker.dataset` makes them.
         preset: "tutorial" (default) or "quick"; `settings` (epochs, backbone, weights, learning_rate,
-            head_units, masked, ema_momentum, seed, jit_compile, mixed_precision) override it.
+            head_units, masked, ema_momentum, monitor, seed, jit_compile, mixed_precision) override it.
         strategy: None, "mirrored", "multiworker" or a tf.distribute.Strategy.
         callbacks: extra Keras callbacks.
         verbose: passed to `fit`.
@@ -482,13 +492,15 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     if not resuming:
         history_path.unlink(missing_ok=True)
     rows = read_history_rows(history_path)
-    best_before = min((r[MONITOR] for r in rows if math.isfinite(r.get(MONITOR, math.nan))), default=math.inf)
+    scores = (r.get(config.monitor, math.nan) for r in rows)
+    best_before = min((v for v in scores if math.isfinite(v)), default=math.inf)
 
     # Validation and best.keras use the moving-average weights when there are some; training goes on from its own.
     ema = keras.callbacks.SwapEMAWeights() if config.ema_momentum else None
     # The model and history are written before the backup: a kill between them never skips an epoch's row.
+    save_best = SaveBest(run_dir / BEST_FILE, best_before, ema, config.monitor)
     tracker.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=verbose, shuffle=False, callbacks=[
-        *([ema] if ema else []), keras.callbacks.TerminateOnNaN(), SaveBest(run_dir / BEST_FILE, best_before, ema),
+        *([ema] if ema else []), keras.callbacks.TerminateOnNaN(), save_best,
         keras.callbacks.CSVLogger(str(history_path), append=True), keras.callbacks.BackupAndRestore(str(backup)),
         keras.callbacks.TensorBoard(str(run_dir)), *callbacks])
     return _result(paths, run_dir, config, tracker.detector.count_params())
@@ -497,7 +509,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
 def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -> TrainResult:
     """Read back the run's history, plot it, and make its best model the current one (the chief only)."""
     history = history_dict(read_history_rows(run_dir / HISTORY_FILE))
-    val = history.get(MONITOR, [])
+    val = history.get(config.monitor, [])
     finite = [i for i, v in enumerate(val) if math.isfinite(v)]
     best_epoch = min(finite, key=val.__getitem__) if finite else None
     stopped_on_nan = not all(math.isfinite(v) for v in history.get("loss", []))
@@ -505,7 +517,7 @@ def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -
     if best_epoch is not None and (run_dir / BEST_FILE).is_file():
         chief = _worker_folder(paths) is None
         saved = paths.model if chief else run_dir / BEST_FILE
-        note = make_current(paths, run_dir, val[best_epoch]) if chief else None
+        note = make_current(paths, run_dir, val[best_epoch], config.monitor) if chief else None
         notes = (note,) if note else ()
     return TrainResult(history, saved, plot_curves(history, LOSS_NAMES, run_dir / CURVES_FILE), config, best_epoch,
                        stopped_on_nan, run_dir, parameters, notes)

@@ -42,6 +42,7 @@ def dataset(n: int, seed: int = 0, batch: int = 8) -> tf.data.Dataset:
 
 
 QUICK = {"preset": "quick", "head_units": 16, "verbose": 0}
+TOTAL = {**QUICK, "monitor": "val_loss"}  # for tests that spoil the scores, which the total loss sees
 
 
 def test_presets_resolve() -> None:
@@ -95,7 +96,7 @@ def test_loss_falls_on_a_fixed_batch(masked: bool) -> None:
 @pytest.mark.slow
 def test_train_saves_best_model_curves_and_logs(tmp_path: Path) -> None:
     paths, val_ds = Paths(tmp_path), dataset(16, seed=1)
-    result = train(paths, dataset(32), val_ds, epochs=2, callbacks=[WorseBeforeValidation(epoch=1)], **QUICK)
+    result = train(paths, dataset(32), val_ds, epochs=2, callbacks=[WorseBeforeValidation(epoch=1)], **TOTAL)
     assert set(result.history) == {"loss", "class_loss", "regress_loss", "val_loss", "val_class_loss",
                                    "val_regress_loss"}
     assert all(len(v) == 2 for v in result.history.values())
@@ -133,10 +134,25 @@ def test_with_ema_the_best_model_is_the_average_it_was_validated_on(tmp_path: Pa
     assert validation_loss(saved, val_ds) == pytest.approx(result.history["val_loss"][0], rel=1e-4)
 
 
-def test_quick_preset_averages_its_weights() -> None:
+def test_the_monitor_chooses_the_best_epoch(tmp_path: Path) -> None:
+    """The last epoch's scores are spoiled before validation: its box loss, not its total, can be the lowest."""
+    paths, val_ds = Paths(tmp_path), dataset(16, seed=1)
+    result = train(paths, dataset(32), val_ds, epochs=3, callbacks=[WorseBeforeValidation(epoch=2)],
+                   **{**QUICK, "monitor": "val_regress_loss", "ema_momentum": 0.0})
+    regress, total = result.history["val_regress_loss"], result.history["val_loss"]
+    assert result.best_epoch == int(np.argmin(regress)) == 2 != int(np.argmin(total))
+    assert "val_regress_loss" in result.format()
+    record = json.loads((paths.logs / "train" / "current.json").read_text())
+    assert record["monitor"] == "val_regress_loss" and record["val_regress_loss"] == pytest.approx(regress[2])
+
+
+def test_quick_preset_averages_its_weights_and_keeps_its_best_boxes() -> None:
     assert resolve_preset("quick").ema_momentum == 0.99 and resolve_preset("tutorial").ema_momentum == 0
+    assert resolve_preset("quick").monitor == "val_regress_loss" and resolve_preset("tutorial").monitor == "val_loss"
     with pytest.raises(FaceTrackerError, match="ema-momentum 1.0"):
         resolve_preset("quick", ema_momentum=1.0)
+    with pytest.raises(FaceTrackerError, match="--monitor 'map'"):
+        resolve_preset("quick", monitor="map")
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -346,8 +362,8 @@ def write_val_labels(paths: Paths, text: str) -> None:
 def test_each_run_has_its_folder_and_a_worse_run_says_so(tmp_path: Path) -> None:
     paths, train_ds, val_ds = Paths(tmp_path), dataset(16), dataset(8, seed=1)
     write_val_labels(paths, '{"class": 1}')
-    first = train(paths, train_ds, val_ds, epochs=1, **QUICK)
-    second = train(paths, train_ds, val_ds, epochs=1, callbacks=[WorseEveryValidation(0)], **QUICK)
+    first = train(paths, train_ds, val_ds, epochs=1, **TOTAL)
+    second = train(paths, train_ds, val_ds, epochs=1, callbacks=[WorseEveryValidation(0)], **TOTAL)
     runs = paths.logs / "train"
     assert (first.log_dir, second.log_dir) == (runs / "exp", runs / "exp2")
     assert second.history["val_loss"][0] > first.history["val_loss"][0]
@@ -357,7 +373,7 @@ def test_each_run_has_its_folder_and_a_worse_run_says_so(tmp_path: Path) -> None
     assert json.loads((runs / "current.json").read_text())["run"] == "exp2"
 
     write_val_labels(paths, '{"class": 0}')  # other validation data: the losses no longer compare
-    third = train(paths, train_ds, val_ds, epochs=1, callbacks=[WorseEveryValidation(0)], **QUICK)
+    third = train(paths, train_ds, val_ds, epochs=1, callbacks=[WorseEveryValidation(0)], **TOTAL)
     assert third.log_dir == runs / "exp3" and "lower val_loss" not in third.format()
 
 
