@@ -101,7 +101,7 @@ PRESETS = {
     # needs hours. The box loss counts faces only: the grid head has no reason to learn a box for "no face".
     # Its score loss on the few validation frames rises while its boxes still get better, so the box loss
     # picks the best epoch.
-    "quick": TrainConfig(backbone="small", weights="none", epochs=20, batch_size=16, learning_rate=1e-3,
+    "quick": TrainConfig(backbone="small", weights="none", epochs=30, batch_size=16, learning_rate=1e-3,
                          head_units=512, masked=True, ema_momentum=0.99, monitor="val_regress_loss"),
 }
 
