@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="box loss on images with a face only (the quick preset's)")
     sub.add_argument("--ema-momentum", type=float,
                      help="validate and save a moving average of the weights (quick: 0.99; 0: off)")
-    sub.add_argument("--monitor", choices=["val_loss", "val_regress_loss", "val_class_loss"],
+    sub.add_argument("--monitor", choices=config.MONITORS,
                      help="the validation loss whose best epoch is kept (tutorial: val_loss)")
     sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
     sub.add_argument("--workers", metavar="HOST:PORT,...",
@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --workers: seconds to wait for the other workers (default: %(default)s)")
     sub.add_argument("--seed", type=int, help="seeds the weights and the shuffle (default 0)")
     sub.add_argument("--name", help="run folder below logs/train (default: a new exp<N>, or resume the latest)")
-    sub.add_argument("--jit-compile", choices=["auto", "on", "off"], help="XLA; auto: on where a GPU is visible")
-    sub.add_argument("--mixed-precision", choices=["auto", "on", "off"],
+    sub.add_argument("--jit-compile", choices=config.SWITCHES, help="XLA; auto: on where a GPU is visible")
+    sub.add_argument("--mixed-precision", choices=config.SWITCHES,
                      help="float16 compute, float32 weights; auto: on where a GPU is visible")
 
     sub = step("evaluate", _evaluate, "measure the model (and OpenCV's Haar cascade) on the test frames")

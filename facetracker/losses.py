@@ -69,6 +69,4 @@ def make_optimizer(batches_per_epoch: int, learning_rate: float = 1e-4,
     """
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         learning_rate, decay_steps=max(1, batches_per_epoch), decay_rate=1 / DECAY_TO - 1)
-    if ema_momentum:
-        return keras.optimizers.Adam(learning_rate=schedule, use_ema=True, ema_momentum=ema_momentum)
-    return keras.optimizers.Adam(learning_rate=schedule)
+    return keras.optimizers.Adam(learning_rate=schedule, use_ema=ema_momentum > 0, ema_momentum=ema_momentum)

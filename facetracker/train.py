@@ -39,6 +39,8 @@ from facetracker.config import (
     EPOCHS,
     IMAGE_SIZE,
     LEARNING_RATE,
+    MONITORS,
+    SWITCHES,
     Paths,
     current_run_record,
     latest_run_dir,
@@ -58,7 +60,6 @@ from facetracker.plots import plot_curves
 
 # The tracker logs its total as `loss`, the name Keras' own callbacks (TerminateOnNaN, CSVLogger) read.
 LOSS_NAMES = ("loss", "class_loss", "regress_loss")
-MONITORS = ("val_loss", "val_regress_loss", "val_class_loss")
 RUN_PREFIX = "exp"  # logs/train/exp, exp2, ...
 BACKUP_DIR = "backup"
 HISTORY_FILE = "history.csv"
@@ -66,7 +67,6 @@ RUN_FILE = "run.json"
 CURVES_FILE = "loss_curves.png"
 BEST_FILE = "best.keras"
 STRATEGIES = ("mirrored", "multiworker")
-SWITCHES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -492,8 +492,9 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     if not resuming:
         history_path.unlink(missing_ok=True)
     rows = read_history_rows(history_path)
-    scores = (r.get(config.monitor, math.nan) for r in rows)
-    best_before = min((v for v in scores if math.isfinite(v)), default=math.inf)
+    earlier = [r.get(config.monitor, math.nan) for r in rows]
+    best = lowest_finite(earlier)
+    best_before = math.inf if best is None else earlier[best]
 
     # Validation and best.keras use the moving-average weights when there are some; training goes on from its own.
     ema = keras.callbacks.SwapEMAWeights() if config.ema_momentum else None
@@ -506,12 +507,17 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     return _result(paths, run_dir, config, tracker.detector.count_params())
 
 
+def lowest_finite(values: list[float]) -> int | None:
+    """The index of the lowest finite value (a NaN loss is never best), or None when there is none."""
+    finite = [i for i, v in enumerate(values) if math.isfinite(v)]
+    return min(finite, key=values.__getitem__) if finite else None
+
+
 def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -> TrainResult:
     """Read back the run's history, plot it, and make its best model the current one (the chief only)."""
     history = history_dict(read_history_rows(run_dir / HISTORY_FILE))
     val = history.get(config.monitor, [])
-    finite = [i for i, v in enumerate(val) if math.isfinite(v)]
-    best_epoch = min(finite, key=val.__getitem__) if finite else None
+    best_epoch = lowest_finite(val)
     stopped_on_nan = not all(math.isfinite(v) for v in history.get("loss", []))
     saved, notes = None, ()
     if best_epoch is not None and (run_dir / BEST_FILE).is_file():
