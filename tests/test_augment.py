@@ -32,7 +32,7 @@ from facetracker.sample_data import make_sample_data
 
 TOLERANCE_PX = 3
 # The documented rule (augment.MIN_VISIBILITY, augment.MIN_BOX_PX), restated so a change to it shows here.
-MIN_VISIBILITY = 0.3
+MIN_VISIBILITY = 0.25
 MIN_BOX_PX = 20
 
 

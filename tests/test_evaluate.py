@@ -463,4 +463,5 @@ def test_ground_truth_drops_faces_augmentation_would_drop(tmp_path: Path) -> Non
     assert truth_in_square((200, 100, 200 + side + 1, 100 + side + 1)) is not None
     assert truth_in_square((200, 100, 200 + side - 1, 300)) is None  # too narrow
     assert truth_in_square((0, 100, 100, 300)) is None  # a fifth of it in the centre square
+    assert truth_in_square((0, 100, 110, 300)) is not None  # 27% of it in the centre square
     assert truth_in_square(None) is None
