@@ -78,9 +78,9 @@ def decode_image(path: tf.Tensor) -> tf.Tensor:
 def to_network_input(image: tf.Tensor, image_size: int) -> tf.Tensor:
     """Resize to [image_size, image_size, 3] float32 in [0, 1] by area averaging (the video: bilinear).
 
-    A 450 or 480 px image shrinks about 4x: bilinear reads 2x2 of every 4x4 pixels, and the aliasing
-    noise it leaves costs the box head (BENCHMARKS.md). `realtime.frame_to_input` averages the same way
-    (OpenCV's INTER_AREA), so the model sees live what it was trained on.
+    A 450 or 480 px image shrinks about 4x: bilinear reads 2x2 of every 4x4 pixels and leaves aliasing
+    noise for the box head to learn around. `realtime.frame_to_input` averages the same way (OpenCV's
+    INTER_AREA), so the model sees live what it was trained on.
     """
     image = tf.image.resize(image, (image_size, image_size), method="area") / 255.0
     return tf.ensure_shape(image, (image_size, image_size, 3))

@@ -349,12 +349,12 @@ class SaveBest(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor, math.nan)
         if math.isfinite(value) and value < self.best:
             self.best = value
-            if self.ema:
+            if self.ema is not None:
                 self.ema.on_test_begin()  # the average in, as for validation
             try:
                 publish(self.path, self.model.detector.save)  # a kill mid-save never leaves a broken model
             finally:
-                if self.ema:
+                if self.ema is not None:
                     self.ema.on_test_end()
 
 
