@@ -16,8 +16,8 @@ def compare(backbone: str, root, cfg: dict) -> dict:
     import keras
     import numpy as np
 
+    from facetracker.inference import Detector, frame_to_input
     from facetracker.model import build_model
-    from facetracker.realtime import Detector, frame_to_input
 
     keras.mixed_precision.set_global_policy("float32")
     m32 = build_model(backbone, weights="none")

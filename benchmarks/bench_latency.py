@@ -20,7 +20,7 @@ def jit_detector(model):
     """A Detector whose forward pass is XLA-compiled."""
     import tensorflow as tf
 
-    from facetracker.realtime import Detector, split_outputs
+    from facetracker.inference import Detector, split_outputs
 
     size = model.input_shape[1:]
     forward = tf.function(lambda x: model(x, training=False), jit_compile=True,
@@ -33,8 +33,8 @@ def methods_of(backbone: str, root, jit: bool) -> dict:
     from tutorial import tutorial_frame
 
     from facetracker.export import export_model
+    from facetracker.inference import Detector
     from facetracker.model import build_model
-    from facetracker.realtime import Detector
 
     model = build_model(backbone, weights="none")
     path = root / "models" / f"latency_{backbone}.keras"

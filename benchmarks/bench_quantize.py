@@ -68,7 +68,7 @@ def measure_backbone(backbone: str, root: Path, cfg: dict) -> list[dict]:
     from facetracker.config import CLASS_NAME, Paths
     from facetracker.evaluate import average_precision, mean_iou_true_positives, predict_images
     from facetracker.export import calibration_images, export_model
-    from facetracker.realtime import Detector
+    from facetracker.inference import Detector
 
     paths = Paths(root)
     keras_path, trained = model_file(backbone, root, cfg["epochs"])

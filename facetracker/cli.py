@@ -116,7 +116,7 @@ def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
     if args.frames is not None and not (args.frames / "images").is_dir():
         raise FaceTrackerError(f"--frames {args.frames}: expected a folder holding images/ and labels/ "
                                "(as data/ does), e.g. another session's data/")
-    from facetracker.realtime import Detector
+    from facetracker.inference import Detector
 
     model = args.model or paths.model
     detector = Detector.load(model)

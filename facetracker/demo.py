@@ -96,7 +96,7 @@ def run_demo(paths: Paths, preset: str = "quick", frames: int = DEMO_FRAMES, per
     if trained.model_path is None:
         raise FaceTrackerError("training saved no model (no epoch had a finite validation loss); "
                                "try a lower --learning-rate, see the report above.")
-    from facetracker.realtime import Detector
+    from facetracker.inference import Detector
 
     report.run_dir = trained.log_dir
     detector = Detector.load(paths.model)

@@ -38,12 +38,11 @@ import numpy as np
 
 from facetracker.annotations import labelled_frames
 from facetracker.config import CLASS_NAME, Paths, current_run_dir
-from facetracker.dataset import load_labels
-from facetracker.fileio import read_image
+from facetracker.fileio import load_labels, read_image
 from facetracker.geometry import Box, box_in_square
+from facetracker.inference import Detector, frame_to_input
 from facetracker.plots import plot_samples, save_figure
 from facetracker.prelabel import best_face, haar_detector, haar_faces
-from facetracker.realtime import Detector, frame_to_input
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -23,12 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facetracker.config import IMAGE_EXTENSIONS
 from facetracker.errors import FaceTrackerError
-from facetracker.realtime import Detector, load_keras_model
+from facetracker.fileio import read_image
+from facetracker.inference import Detector, frame_to_input, load_keras
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -39,16 +39,6 @@ MIN_AGREEMENT = 0.9
 MIN_MEAN_IOU = 0.8
 CALIBRATION_IMAGES = 200  # representative images for int8 (TF's guide suggests about 100-500)
 CHECK_IMAGES = 64  # real images compared in `check_export`
-
-
-def load_keras(model_path: Path):
-    """The Keras model at `model_path` (safe mode); a clear error when it is missing."""
-    if not model_path.is_file() or model_path.suffix != ".keras":
-        raise FaceTrackerError(
-            f"model {model_path} not found (or not a .keras file); train one first "
-            "(facetracker train) or pass --model PATH."
-        )
-    return load_keras_model(model_path)
 
 
 def export_path(model_path: Path, fmt: str, out_dir: Path, quantize: str = "none") -> Path:
@@ -67,17 +57,17 @@ def export_path(model_path: Path, fmt: str, out_dir: Path, quantize: str = "none
 def load_images(folder: Path, size: int, count: int, seed: int = 0) -> np.ndarray:
     """Up to `count` images of a folder (a seeded random pick), resized as the model expects: [N, S, S, 3] in [0, 1].
 
-    The augmented images are the crops the model was trained on, so they are resized whole, like
-    `dataset.to_network_input` (area averaging); unreadable files are left out.
+    The augmented images are square crops, so `frame_to_input`'s centre square is the whole image: they
+    reach the model as they did in training. Unreadable files are left out.
     """
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if folder.is_dir() else []
     picked = np.random.default_rng(seed).permutation(len(files))[:count]
     images = []
     for index in sorted(picked):
-        image = cv2.imread(str(files[index]), cv2.IMREAD_COLOR)
-        if image is not None:
-            resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-            images.append(cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
+        try:
+            images.append(frame_to_input(read_image(files[index]), size)[0])
+        except FaceTrackerError:
+            continue
     return np.stack(images) if images else np.zeros((0, size, size, 3), np.float32)
 
 

@@ -1,4 +1,4 @@
-"""Reading and writing files: the one atomic write, the image reader and the augmented label's format.
+"""Reading and writing files: the one atomic write, the image reader, the augmented label's format and pairing.
 
 Every file the package writes goes through `publish` (`atomic_write`, `atomic_copy`): the bytes go to a hidden
 temporary file in the same folder, then `os.replace` puts it in place, so a reader or a killed run
@@ -9,12 +9,13 @@ clears those an interrupted run left behind.
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from facetracker.config import IMAGE_EXTENSIONS
 from facetracker.errors import FaceTrackerError
 
 TEMP_MARK = ".tmp"
@@ -96,3 +97,35 @@ def read_crop_label(path: Path) -> tuple[float, list[float]]:
         raise FaceTrackerError(f"{path}: class must be 0 or 1 and bbox four numbers in [0, 1]; "
                                "run `facetracker augment --fresh`.")
     return cls, bbox
+
+
+def files_by_stem(folder: Path, suffixes: Sequence[str]) -> dict[str, Path]:
+    """{stem: path} of the files in a folder with one of the suffixes."""
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes}
+
+
+def unpaired_error(images_dir: Path, labels_dir: Path, no_label: list[Path], no_image: list[Path]) -> FaceTrackerError:
+    """The error for images without labels and labels without images."""
+    parts = [f"{len(files)} {what}: {', '.join(str(p) for p in files[:3])}{', ...' if len(files) > 3 else ''}"
+             for what, files in (("images without a label", no_label), ("labels without an image", no_image)) if files]
+    return FaceTrackerError(f"{images_dir} and {labels_dir} do not pair up by name ({'; '.join(parts)}); "
+                            "run `facetracker augment` again to complete them, or delete the unpaired files.")
+
+
+def load_labels(labels_dir: Path, images_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Augmented samples paired by file stem: (image paths, classes [N, 1], boxes [N, 4]) float32."""
+    for folder in (images_dir, labels_dir):
+        if not folder.is_dir():
+            raise FaceTrackerError(f"{folder}: folder not found; run `facetracker augment` first.")
+    images = files_by_stem(images_dir, IMAGE_EXTENSIONS)
+    labels = files_by_stem(labels_dir, (".json",))
+    if images.keys() != labels.keys():
+        raise unpaired_error(images_dir, labels_dir, [images[s] for s in sorted(images.keys() - labels.keys())],
+                             [labels[s] for s in sorted(labels.keys() - images.keys())])
+    if not images:
+        raise FaceTrackerError(f"{images_dir}: no samples; run `facetracker augment` first.")
+    stems = sorted(images)
+    pairs = [read_crop_label(labels[s]) for s in stems]
+    classes = np.array([[c] for c, _ in pairs], dtype=np.float32)
+    boxes = np.array([b for _, b in pairs], dtype=np.float32)
+    return [str(images[s]) for s in stems], classes, boxes

@@ -7,9 +7,6 @@ decides when a cut face still counts as a face. `detect` imports only this modul
 for its geometry, so running a `.tflite` model never loads TensorFlow, Albumentations or matplotlib.
 """
 
-from dataclasses import dataclass
-
-import numpy as np
 
 from facetracker.config import CROP_SIZE, FRAME_HEIGHT
 
@@ -84,43 +81,3 @@ def box_in_square(box_norm: Box | None, width: int, height: int) -> Box | None:
     if box is None or min(box[2] - box[0], box[3] - box[1]) < MIN_SIDE:
         return None
     return box
-
-
-@dataclass(frozen=True)
-class FrameGeometry:
-    """Where the model's input square lies in a frame, in frame pixels.
-
-    The square's top-left corner is (x0, y0) and its side is `side` pixels.
-    """
-
-    x0: int
-    y0: int
-    side: int
-    width: int
-    height: int
-
-
-def frame_geometry(width: int, height: int) -> FrameGeometry:
-    """The input square of a width x height frame: its centre square."""
-    return FrameGeometry(*center_square(width, height), width, height)
-
-
-def box_to_frame(box: Box, geometry: FrameGeometry, rounded: bool = True) -> PixelBox | Box:
-    """A model box ((x1, y1, x2, y2) in [0, 1] of the input square) in frame pixels, clipped to the frame."""
-    b = np.clip(np.asarray(box, dtype=np.float64), 0.0, 1.0)
-    xs = np.clip(geometry.x0 + np.sort(b[[0, 2]]) * geometry.side, 0, geometry.width)
-    ys = np.clip(geometry.y0 + np.sort(b[[1, 3]]) * geometry.side, 0, geometry.height)
-    out = (xs[0], ys[0], xs[1], ys[1])
-    return tuple(int(round(v)) for v in out) if rounded else tuple(float(v) for v in out)
-
-
-def frame_box_to_input(box_px: Box, geometry: FrameGeometry) -> Box:
-    """The inverse of `box_to_frame`: a box in frame pixels as (x1, y1, x2, y2) in [0, 1] of the input square."""
-    x1, y1, x2, y2 = box_px
-    out = (
-        (x1 - geometry.x0) / geometry.side,
-        (y1 - geometry.y0) / geometry.side,
-        (x2 - geometry.x0) / geometry.side,
-        (y2 - geometry.y0) / geometry.side,
-    )
-    return tuple(float(np.clip(v, 0.0, 1.0)) for v in out)

@@ -124,7 +124,7 @@ class GridBox(keras.layers.Layer):
 
         x, y, w, h = (weighted(v) for v in (centre_x, centre_y, proposals[..., 2], proposals[..., 3]))
         # Not clipped to the image: a clip has no gradient, and a box stuck past an edge never came back.
-        # `realtime.Detector`, through which evaluation, drawing and proposals read boxes, clips them.
+        # `inference.Detector`, through which evaluation, drawing and proposals read boxes, clips them.
         return ops.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=-1)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:

@@ -85,7 +85,7 @@ def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float =
 
     An image scored below `threshold` gets no file (labelme's way of saying "no object").
     """
-    from facetracker.realtime import Detector
+    from facetracker.inference import Detector
 
     detector = Detector.load(model_path)
 

@@ -9,18 +9,12 @@ import pytest
 import tensorflow as tf
 from matplotlib.patches import Rectangle
 
-from facetracker.annotations import write_labelme
 from facetracker.config import SPLITS, Paths
-from facetracker.dataset import (
-    datasets,
-    load_labels,
-    make_dataset,
-    make_frame_dataset,
-)
+from facetracker.dataset import datasets, load_labels, make_dataset, to_network_input
 from facetracker.errors import FaceTrackerError
 from facetracker.geometry import box_to_square, center_square
+from facetracker.inference import frame_to_input
 from facetracker.plots import plot_samples
-from facetracker.realtime import frame_to_input
 
 N_SAMPLES = 10
 
@@ -98,37 +92,12 @@ def test_center_square_geometry():
     assert box_to_square((40 / 640, 0.0, 120 / 640, 0.5), 640, 480, min_visibility=0.6) is None
 
 
-def write_frame(images: Path, labels: Path, name: str, rect: tuple[int, int, int, int] | None) -> None:
-    """A 640x480 black frame with a white rectangle, labelled in labelme (no label when rect is None)."""
-    image = np.zeros((480, 640, 3), dtype=np.uint8)
-    images.mkdir(parents=True, exist_ok=True)
-    if rect is not None:
-        image[rect[1]:rect[3], rect[0]:rect[2]] = 255
-        write_labelme(labels / f"{Path(name).stem}.json", images / name, rect, 640, 480)
-    cv2.imwrite(str(images / name), image)
-
-
-def test_make_frame_dataset_crops_like_real_time(tmp_path):
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    write_frame(images, labels, "a_centre.png", (320, 120, 416, 264))
-    write_frame(images, labels, "b_margin.png", (0, 100, 60, 200))
-    write_frame(images, labels, "c_none.png", None)
-    image_batch, (classes, boxes) = next(make_frame_dataset(images, labels, "face").as_numpy_iterator())
-    assert image_batch.shape == (3, 120, 120, 3)
-    assert classes.reshape(-1).tolist() == [1.0, 0.0, 0.0]
-    np.testing.assert_allclose(boxes[0], np.array([240, 120, 336, 264]) / 480, atol=1e-6)
-    ys, xs = np.nonzero(image_batch[0].mean(axis=2) > 0.5)  # the white rectangle, seen at 120 px
-    np.testing.assert_allclose([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], boxes[0] * 120, atol=1)
-    assert not boxes[1:].any() and image_batch[1].max() < 0.5  # the margin is cut away
-
-
 def test_training_and_real_time_shrink_a_frame_alike(tmp_path):
     """Both paths average areas: on pixel noise they agree to rounding; bilinear on either side would not."""
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    images.mkdir()
     frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    cv2.imwrite(str(images / "noise.png"), frame)
-    trained_on = next(make_frame_dataset(images, labels, "face").as_numpy_iterator())[0][0]
+    x0, y0, side = center_square(640, 480)
+    square_rgb = frame[y0:y0 + side, x0:x0 + side, ::-1]  # the crop augmentation would write, as decoded (RGB)
+    trained_on = to_network_input(tf.constant(square_rgb), 120).numpy()
     seen_live = frame_to_input(frame)[0]
     assert seen_live.std() < 0.1  # noise averaged out (a 4x4 mean of uniform noise)
     np.testing.assert_allclose(trained_on, seen_live, atol=0.005)

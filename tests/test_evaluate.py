@@ -389,7 +389,7 @@ def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_mo
     The untrained model's scores differ a little from frame to frame; at their median as --threshold about
     half the frames are positives, so no figure is trivially 0 or 1.
     """
-    from facetracker.realtime import Detector
+    from facetracker.inference import Detector
     from facetracker.split import split_dataset
 
     paths = Paths(sample_root)
@@ -424,6 +424,32 @@ def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_mo
     for key, label in (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
                        ("ap50", "AP@0.5")):
         assert [float(cell) for cell in rows[label]] == [round(r[key], 3) for r in saved["results"]], label
+
+
+@pytest.mark.slow
+def test_scoring_a_tflite_model_imports_no_tensorflow(sample_root, small_model_file, tmp_path):
+    """`facetracker evaluate --model x.tflite` reads augmented labels and runs LiteRT: TensorFlow stays unloaded."""
+    from facetracker.export import export_model
+    from facetracker.split import split_dataset
+
+    litert = subprocess.run([sys.executable, "-c", "import ai_edge_litert.interpreter"], capture_output=True)
+    if litert.returncode != 0:
+        pytest.skip("ai_edge_litert is not installed: the TFLite run falls back on tf.lite (TensorFlow loaded)")
+    paths = Paths(sample_root)
+    split_dataset(paths)
+    tflite = export_model(small_model_file, fmt="tflite", out_dir=tmp_path)
+    code = (
+        "import json, sys\n"
+        "from facetracker.cli import main\n"
+        f"status = main(['--root', {str(sample_root)!r}, 'evaluate', '--model', {str(tflite)!r}, '--grid', '2'])\n"
+        "print(json.dumps([status, [m for m in ('tensorflow', 'keras', 'albumentations') if m in sys.modules]]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    status, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (status, loaded) == (0, []), done.stderr[-2000:]
+    saved = json.loads((paths.logs / "evaluation.json").read_text())
+    test_frames = len(list(paths.split_images("test").iterdir()))
+    assert saved["model"] == str(tflite) and saved["results"][0]["images"] == test_frames
 
 
 # ----------------------------------------------------------------------------- intervals and the size rule

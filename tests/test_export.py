@@ -12,7 +12,8 @@ from trained_model import frame_inputs, trained_model_file
 
 from facetracker.errors import FaceTrackerError
 from facetracker.export import QUANTIZATIONS, TOLERANCE, check_export, export_model
-from facetracker.realtime import Detector, detect
+from facetracker.inference import Detector
+from facetracker.realtime import detect
 
 ENTRY_POINT = Path(sys.executable).with_name("facetracker")
 

@@ -1,4 +1,4 @@
-"""Tests for facetracker.geometry: the frame <-> input square mapping, pure numpy."""
+"""Tests for facetracker.geometry (pure numpy) and the frame <-> input square mapping of facetracker.inference."""
 
 import subprocess
 import sys
@@ -6,14 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from facetracker.geometry import (
-    box_to_frame,
-    box_to_square,
-    center_square,
-    frame_box_to_input,
-    frame_geometry,
-    is_visible,
-)
+from facetracker.geometry import box_to_square, center_square, is_visible
+from facetracker.inference import box_to_frame, frame_geometry
 
 SIZES = [(640, 480), (480, 640), (1280, 720), (300, 300), (101, 77)]
 
@@ -36,7 +30,8 @@ def test_box_round_trip(width, height):
         # Kept inside the centre square.
         x1, x2 = (geo.x0 + v * geo.side / width for v in (x1, x2))
         y1, y2 = (geo.y0 + v * geo.side / height for v in (y1, y2))
-        square = frame_box_to_input((x1, y1, x2, y2), geo)
+        corners = zip((x1, y1, x2, y2), (geo.x0, geo.y0) * 2, strict=True)
+        square = tuple((v - offset) / geo.side for v, offset in corners)
         assert all(0.0 <= v <= 1.0 for v in square)
         np.testing.assert_allclose(box_to_frame(square, geo, rounded=False), (x1, y1, x2, y2), atol=1e-9)
         assert np.max(np.abs(np.subtract(box_to_frame(square, geo), (x1, y1, x2, y2)))) <= 0.5 + 1e-9

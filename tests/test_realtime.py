@@ -10,9 +10,9 @@ from trained_model import trained_model_file
 
 from facetracker.capture import want_preview
 from facetracker.errors import FaceTrackerError
-from facetracker.geometry import box_to_frame
+from facetracker.inference import Detector, box_to_frame, frame_to_input
 from facetracker.model import build_model
-from facetracker.realtime import BOX_COLOR, Detector, FrameRate, detect, frame_to_input, read_frame
+from facetracker.realtime import BOX_COLOR, FrameRate, detect, read_frame
 
 
 @pytest.fixture(scope="module")
