@@ -36,8 +36,7 @@ def agreement(reference: tuple, other: tuple) -> tuple[float, float]:
     """
     import numpy as np
 
-    from facetracker.evaluate import iou
-    from facetracker.export import ordered
+    from facetracker.geometry import iou, ordered
 
     (s1, b1), (s2, b2) = reference, other
     b1, b2 = ordered(b1), ordered(b2)

@@ -56,7 +56,7 @@ from facetracker.annotations import Sample, list_images, load_samples
 from facetracker.config import AUG_PER_IMAGE, CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import TEMP_MARK, atomic_write, read_image, remove_temp_files, write_crop_label
-from facetracker.geometry import MIN_BOX_PX, MIN_VISIBILITY, Box
+from facetracker.geometry import MIN_BOX_PX, MIN_VISIBILITY, NO_BOX, Box
 
 JPEG_QUALITY = 95
 # With workers=None, a run with fewer samples to write stays in this process: a worker process
@@ -68,7 +68,6 @@ PARALLEL_MIN_SAMPLES = 1000
 CHUNK_SAMPLES = 20
 # Part of every fingerprint: bump it when the way a crop is made or written changes.
 FINGERPRINT_VERSION = 1
-NEGATIVE_BOX = (0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -189,7 +188,7 @@ def augment_image(
     boxes, labels = ([box], [1]) if box is not None else ([], [])
     result = transform(image=image, bboxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), class_labels=labels)
     if len(result["bboxes"]) == 0:
-        return result["image"], NEGATIVE_BOX, 0
+        return result["image"], NO_BOX, 0
     return result["image"], tuple(float(v) for v in result["bboxes"][0]), 1
 
 

@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("annotate", _annotate, "draw boxes in labelme (data/images -> data/labels)")
     sub.add_argument("--prelabel", choices=["haar", "model"], help="first propose boxes for unlabelled images")
     sub.add_argument("--model", type=Path, help="model for --prelabel model (default: facetracker.keras)")
-    sub.add_argument("--threshold", type=float, default=0.5)
+    sub.add_argument("--threshold", type=float, default=config.SCORE_THRESHOLD)
     sub.add_argument("--no-gui", action="store_true", help="write proposals only, do not open labelme")
     _add_class(sub)
 
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("evaluate", _evaluate, "measure the model (and OpenCV's Haar cascade) on the test frames")
     sub.add_argument("--model", type=Path)
     sub.add_argument("--split", default="test", choices=list(config.SPLITS))
-    sub.add_argument("--threshold", type=float, default=0.5)
+    sub.add_argument("--threshold", type=float, default=config.SCORE_THRESHOLD)
     sub.add_argument("--grid", type=int, default=12, metavar="N", help="draw N predictions (0: none)")
     sub.add_argument("--frames", type=Path, metavar="DIR",
                      help="score the labelled frames in DIR/images and DIR/labels instead of data/<split>")
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("detect", _detect, "run the detector on a camera, video file, URL, or a folder of images")
     sub.add_argument("--source", default="0", help="camera index, video file, URL, image folder or glob ('a/*.jpg')")
     sub.add_argument("--model", type=Path, help=".keras or .tflite (default: facetracker.keras)")
-    sub.add_argument("--threshold", type=float, default=0.5)
+    sub.add_argument("--threshold", type=float, default=config.SCORE_THRESHOLD)
     sub.add_argument("--output", type=Path,
                      help="annotated video (.mp4/.avi); for images, a folder (default: runs/detect/predictN)")
     sub.add_argument("--no-display", action="store_true")

@@ -16,6 +16,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 # The tutorial's camera frame and network input.
 FRAME_WIDTH, FRAME_HEIGHT = 640, 480
 IMAGE_SIZE = 120
+# The score from which an image counts as showing the object (detect draws it, evaluate counts it).
+SCORE_THRESHOLD = 0.5
 
 # Augmentation (tutorial section 5).
 CROP_SIZE = 450

@@ -37,9 +37,9 @@ import cv2
 import numpy as np
 
 from facetracker.annotations import labelled_frames
-from facetracker.config import CLASS_NAME, Paths, current_run_dir
+from facetracker.config import CLASS_NAME, SCORE_THRESHOLD, Paths, current_run_dir
 from facetracker.fileio import load_labels, read_image
-from facetracker.geometry import Box, box_in_square
+from facetracker.geometry import NO_BOX, Box, box_in_square, iou, normalise, shows_object
 from facetracker.inference import Detector, frame_to_input
 from facetracker.plots import plot_samples, save_figure
 from facetracker.prelabel import best_face, haar_detector, haar_faces
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 # COCO's thresholds, as pycocotools builds them.
 IOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10))
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
-NO_BOX = (0.0, 0.0, 0.0, 0.0)
 BATCH = 32
 REPORT_FILE = "evaluation.json"
 GRID_FILE = "predictions.png"
@@ -60,22 +59,6 @@ HAAR_THRESHOLD = 0.5  # Haar scores are n / (n + 1) >= 0.5 for any detection: "f
 
 
 # ----------------------------------------------------------------------------- metrics (pure numpy)
-
-
-def iou(box_a: Sequence[float] | np.ndarray, box_b: Sequence[float] | np.ndarray) -> float | np.ndarray:
-    """Intersection over union of (x1, y1, x2, y2) boxes (continuous coordinates; broadcasts over [..., 4]).
-
-    Two empty boxes have IoU 0.
-    """
-    a, b = np.asarray(box_a, dtype=np.float64), np.asarray(box_b, dtype=np.float64)
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area = (np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-            + np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None))
-    union = area - inter
-    out = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return float(out) if out.ndim == 0 else out
 
 
 class ClassificationMetrics(NamedTuple):
@@ -93,13 +76,13 @@ def _ratio(num: float, den: float) -> float:
 
 
 def classification_metrics(y_true: Sequence[float] | np.ndarray, scores: Sequence[float] | np.ndarray,
-                           threshold: float = 0.5) -> ClassificationMetrics:
+                           threshold: float = SCORE_THRESHOLD) -> ClassificationMetrics:
     """Accuracy, precision, recall and F1 of `scores >= threshold` against y_true (1: object, 0: none).
 
     0/0 is 0: precision with no predicted positive, recall with no actual positive, F1 when both are 0.
     """
     truth = np.asarray(y_true, dtype=np.float64).reshape(-1) > 0.5
-    predicted = np.asarray(scores, dtype=np.float64).reshape(-1) >= threshold
+    predicted = shows_object(np.asarray(scores, dtype=np.float64).reshape(-1), threshold)
     if truth.size == 0 or truth.size != predicted.size:
         raise ValueError(f"need as many labels as scores, at least one: got {truth.size} and {predicted.size}")
     tp = float(np.sum(truth & predicted))
@@ -117,10 +100,10 @@ def _ground_truth(gt_boxes: Sequence[Box | None]) -> tuple[np.ndarray, np.ndarra
 
 
 def mean_iou_true_positives(gt_boxes: Sequence[Box | None], pred_boxes: np.ndarray, pred_scores: np.ndarray,
-                            threshold: float = 0.5) -> float:
+                            threshold: float = SCORE_THRESHOLD) -> float:
     """Mean IoU over images with an object and `score >= threshold`; NaN when there are none."""
     has, truth = _ground_truth(gt_boxes)
-    hits = has & (np.asarray(pred_scores, dtype=np.float64).reshape(-1) >= threshold)
+    hits = has & shows_object(np.asarray(pred_scores, dtype=np.float64).reshape(-1), threshold)
     if not hits.any():
         return math.nan
     return float(np.mean(iou(truth[hits], np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)[hits])))
@@ -311,7 +294,7 @@ def haar_detection(cascade: cv2.CascadeClassifier, frame_bgr: np.ndarray) -> tup
     height, width = frame_bgr.shape[:2]
     in_square = []
     for (x1, y1, x2, y2), neighbours in haar_faces(cascade, frame_bgr):
-        square = box_in_square((x1 / width, y1 / height, x2 / width, y2 / height), width, height)
+        square = box_in_square(normalise((x1, y1, x2, y2), width, height), width, height)
         if square is not None:
             in_square.append((square, neighbours))
     best = best_face(in_square)
@@ -344,7 +327,7 @@ def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None
                                                                                                    strict=True)]
 
 
-def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshold: float = 0.5,
+def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshold: float = SCORE_THRESHOLD,
              class_name: str = CLASS_NAME, output: Path | None = None, detector: Detector | None = None,
              frames: Path | None = None) -> EvalReport:
     """Score the model on data/<split> and aug_data/<split>, and the Haar cascade on data/<split>.
@@ -395,7 +378,8 @@ def report_path(paths: Paths, model_path: Path | str, name: str) -> Path:
     return paths.logs / name
 
 
-def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n: int = 12, threshold: float = 0.5,
+def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n: int = 12,
+                    threshold: float = SCORE_THRESHOLD,
                     class_name: str = CLASS_NAME, output: Path | None = None, ncols: int = 4,
                     detector: Detector | None = None) -> "Figure":
     """A grid of the first `n` frames of a split as the model sees them: its box and score over the truth.

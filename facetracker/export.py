@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facetracker.config import IMAGE_EXTENSIONS
+from facetracker.config import IMAGE_EXTENSIONS, SCORE_THRESHOLD
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import read_image
+from facetracker.geometry import iou, ordered, shows_object
 from facetracker.inference import Detector, frame_to_input, load_keras
 
 FORMATS = ("savedmodel", "tflite")
@@ -166,7 +167,7 @@ class ExportCheck:
     agreement: float  # share of inputs where both models decide the same at `threshold`
     mean_iou: float  # mean IoU between the two models' boxes, on the images both call a face
     tolerance: float | None  # largest accepted difference; None: judged by agreement and IoU
-    threshold: float = 0.5
+    threshold: float = SCORE_THRESHOLD
 
     @property
     def ok(self) -> bool:
@@ -186,12 +187,6 @@ class ExportCheck:
         return f"{self.exported} on {self.inputs}: {rule}: {verdict}"
 
 
-def ordered(boxes: np.ndarray) -> np.ndarray:
-    """Boxes [N, 4] with their corners sorted to (x1, y1, x2, y2), as `detect` draws them."""
-    xs, ys = np.sort(boxes[:, [0, 2]], axis=1), np.sort(boxes[:, [1, 3]], axis=1)
-    return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
-
-
 def quantization_of(exported: Path) -> str:
     """The export kind named by `export_path`: savedmodel, or the quantization of a .tflite file."""
     if exported.suffix != ".tflite":
@@ -205,8 +200,6 @@ def box_agreement(boxes: np.ndarray, others: np.ndarray, faces: np.ndarray) -> f
     A box for "no face" carries no meaning (the quick preset's box loss ignores those images), and tiny
     meaningless boxes would make the IoU swing on rounding alone.
     """
-    from facetracker.evaluate import iou
-
     keep = faces if faces.any() else np.ones_like(faces)
     return float(np.mean(iou(ordered(boxes[keep]), ordered(others[keep]))))
 
@@ -257,8 +250,8 @@ def check_export(
         f"{len(x)} {described}",
         float(np.max(np.abs(s1 - s2))),
         float(np.max(np.abs(b1 - b2))),
-        float(np.mean((s1 >= threshold) == (s2 >= threshold))),
-        box_agreement(b1, b2, (s1 >= threshold) & (s2 >= threshold)),
+        float(np.mean(shows_object(s1, threshold) == shows_object(s2, threshold))),
+        box_agreement(b1, b2, shows_object(s1, threshold) & shows_object(s2, threshold)),
         limit,
         threshold,
     )

@@ -3,16 +3,22 @@
 A `Box` is (x1, y1, x2, y2). The model sees a square: the centre square of a frame, as augmentation's
 square crops showed it in training. These functions map boxes between frame pixels, boxes
 normalised to the frame, and boxes normalised to that square, and hold the visibility rule that
-decides when a cut face still counts as a face. `detect` imports only this module
-for its geometry, so running a `.tflite` model never loads TensorFlow, Albumentations or matplotlib.
+decides when a cut face still counts as a face. They also hold what every user of boxes shares: the
+empty "no face" box, IoU, corner order and the threshold rule that turns a score into a decision.
+Numpy only, so `inference`, `evaluate` and `export`'s check use it without loading TensorFlow.
 """
 
+from collections.abc import Sequence
 
-from facetracker.config import CROP_SIZE, FRAME_HEIGHT
+import numpy as np
+
+from facetracker.config import CROP_SIZE, FRAME_HEIGHT, SCORE_THRESHOLD
 
 # A box as (x1, y1, x2, y2), x1 <= x2 and y1 <= y2.
 Box = tuple[float, float, float, float]
 PixelBox = tuple[int, int, int, int]
+# The box of "no face": an image without the object is labelled, and scored, with it.
+NO_BOX: Box = (0.0, 0.0, 0.0, 0.0)
 
 # The visibility rule, shared by augmentation (a crop) and evaluation (a frame's centre square): a face
 # keeps its label while at least a quarter of its area shows and the visible part is at least MIN_BOX_PX
@@ -81,3 +87,33 @@ def box_in_square(box_norm: Box | None, width: int, height: int) -> Box | None:
     if box is None or min(box[2] - box[0], box[3] - box[1]) < MIN_SIDE:
         return None
     return box
+
+
+def shows_object(scores: float | np.ndarray, threshold: float = SCORE_THRESHOLD) -> np.ndarray:
+    """The threshold rule, everywhere a score becomes a decision: a score of `threshold` or more is the object."""
+    return np.asarray(scores) >= threshold
+
+
+def ordered(boxes: np.ndarray) -> np.ndarray:
+    """Boxes [..., 4] with their corners sorted to (x1, y1, x2, y2): a model's box may come out flipped."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    xs, ys = np.sort(boxes[..., [0, 2]], axis=-1), np.sort(boxes[..., [1, 3]], axis=-1)
+    return np.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1]], axis=-1)
+
+
+def iou(box_a: Sequence[float] | np.ndarray, box_b: Sequence[float] | np.ndarray) -> float | np.ndarray:
+    """Intersection over union of (x1, y1, x2, y2) boxes (continuous coordinates; broadcasts over [..., 4]).
+
+    Two empty boxes have IoU 0. Written in numpy rather than taken from `keras.utils.bounding_boxes`, whose
+    import loads TensorFlow: `evaluate` scores a `.tflite` model, and `export` compares boxes, without it
+    (pycocotools' bbox IoU checks it in tests/test_evaluate.py).
+    """
+    a, b = np.asarray(box_a, dtype=np.float64), np.asarray(box_b, dtype=np.float64)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area = (np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
+            + np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None))
+    union = area - inter
+    out = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return float(out) if out.ndim == 0 else out

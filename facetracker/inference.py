@@ -30,7 +30,7 @@ import numpy as np
 
 from facetracker.config import IMAGE_SIZE
 from facetracker.errors import FaceTrackerError
-from facetracker.geometry import Box, PixelBox, center_square
+from facetracker.geometry import Box, PixelBox, center_square, ordered
 
 MODEL_SUFFIXES = (".keras", ".tflite", "SavedModel folder")
 
@@ -55,12 +55,11 @@ def frame_geometry(width: int, height: int) -> FrameGeometry:
 
 def box_to_frame(box: Box, geometry: FrameGeometry, rounded: bool = True) -> PixelBox | Box:
     """A model box ((x1, y1, x2, y2) in [0, 1] of the input square) in frame pixels, clipped to the frame."""
-    b = np.clip(np.asarray(box, dtype=np.float64), 0.0, 1.0)
-    xs = np.clip(geometry.x0 + np.sort(b[[0, 2]]) * geometry.side, 0, geometry.width)
-    ys = np.clip(geometry.y0 + np.sort(b[[1, 3]]) * geometry.side, 0, geometry.height)
+    x1, y1, x2, y2 = ordered(np.clip(np.asarray(box, dtype=np.float64), 0.0, 1.0))
+    xs = np.clip(geometry.x0 + np.array([x1, x2]) * geometry.side, 0, geometry.width)
+    ys = np.clip(geometry.y0 + np.array([y1, y2]) * geometry.side, 0, geometry.height)
     out = (xs[0], ys[0], xs[1], ys[1])
     return tuple(int(round(v)) for v in out) if rounded else tuple(float(v) for v in out)
-
 
 
 # Model runner: inputs [N, size, size, 3] float32 in [0, 1] -> scores [N], boxes [N, 4].

@@ -11,9 +11,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from facetracker.config import CLASS_NAME
-
-SHOW_THRESHOLD = 0.5
+from facetracker.config import CLASS_NAME, SCORE_THRESHOLD
+from facetracker.geometry import shows_object
 
 
 def split_labels(labels_or_boxes) -> tuple[np.ndarray | None, np.ndarray]:
@@ -33,13 +32,13 @@ def draw_box(ax, box: np.ndarray, width: int, height: int, color: str, text: str
 
 
 def plot_samples(images, labels_or_boxes, scores=None, ncols: int = 4, truth=None,
-                 threshold: float = SHOW_THRESHOLD, class_name: str = CLASS_NAME) -> Figure:
+                 threshold: float = SCORE_THRESHOLD, class_name: str = CLASS_NAME) -> Figure:
     """A grid of images with their boxes (normalised x1, y1, x2, y2).
 
     Args:
         images: [N, H, W, 3] floats in [0, 1] or uint8 (read-only arrays are fine: nothing is drawn into them).
         labels_or_boxes: ground truth as (classes [N, 1], boxes [N, 4]), drawn in green where class is 1;
-            or boxes [N, 4], drawn in blue, where `scores` (if given) exceed `threshold`.
+            or boxes [N, 4], drawn in blue, where `scores` (if given) reach `threshold`.
         scores: predicted class scores [N] or [N, 1], written on the boxes.
         ncols: images per row.
         truth: optional ground truth (classes, boxes) drawn in green under predicted boxes.
@@ -69,7 +68,7 @@ def plot_samples(images, labels_or_boxes, scores=None, ncols: int = 4, truth=Non
                 draw_box(ax, boxes[i], width, height, "limegreen", class_name)
         elif score_list is None:
             draw_box(ax, boxes[i], width, height, "royalblue")
-        elif score_list[i] > threshold:
+        elif shows_object(score_list[i], threshold):
             draw_box(ax, boxes[i], width, height, "royalblue", f"{score_list[i]:.2f}")
     figure.tight_layout()
     return figure

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 
 from facetracker.annotations import list_images, write_labelme
-from facetracker.config import CLASS_NAME, Paths
+from facetracker.config import CLASS_NAME, SCORE_THRESHOLD, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import read_image
-from facetracker.geometry import Box
+from facetracker.geometry import Box, box_area, shows_object
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 # OpenCV's usual detectMultiScale settings for webcam frames.
@@ -47,7 +47,7 @@ def best_face(faces: list[tuple[Box, int]]) -> tuple[Box, int] | None:
     """The one rule for "the face": the most neighbours (the cascade's own confidence), then the larger box."""
     if not faces:
         return None
-    return max(faces, key=lambda face: (face[1], (face[0][2] - face[0][0]) * (face[0][3] - face[0][1])))
+    return max(faces, key=lambda face: (face[1], box_area(face[0])))
 
 
 def propose_labels(paths: Paths, propose: Callable[[np.ndarray], Box | None], class_name: str) -> list[Path]:
@@ -79,7 +79,7 @@ def prelabel_haar(paths: Paths, class_name: str = CLASS_NAME) -> list[Path]:
     return propose_labels(paths, propose, class_name)
 
 
-def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float = 0.5,
+def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float = SCORE_THRESHOLD,
                         class_name: str = CLASS_NAME) -> list[Path]:
     """Propose the model's box for each unlabelled image in data/images where it scores `threshold` or more.
 
@@ -91,6 +91,6 @@ def prelabel_with_model(paths: Paths, model_path: Path | str, threshold: float =
 
     def propose(frame: np.ndarray) -> Box | None:
         detection = detector(frame)
-        return detection.box_px if detection.score >= threshold else None
+        return detection.box_px if shows_object(detection.score, threshold) else None
 
     return propose_labels(paths, propose, class_name)

@@ -23,9 +23,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from facetracker.capture import is_live, is_url, open_source, parse_source, want_preview
-from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS
+from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, MODEL_FILE, SCORE_THRESHOLD
 from facetracker.display import FrameWindow
 from facetracker.errors import FaceTrackerError
+from facetracker.geometry import shows_object
 from facetracker.inference import Detection, Detector, frame_to_input  # noqa: F401 - frame_to_input: public name
 
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -54,7 +55,7 @@ class DetectSummary:
 
 def draw_detection(frame: np.ndarray, detection: Detection, class_name: str, threshold: float) -> None:
     """Draw the box with its class name and score (when the score reaches `threshold`), in place."""
-    if detection.score < threshold:
+    if not shows_object(detection.score, threshold):
         return
     height, width = frame.shape[:2]
     # Kept inside the frame, so a box that reaches the frame's edge still shows that side.
@@ -154,7 +155,7 @@ def check_options(threshold: float, max_frames: int | None = None) -> None:
         raise FaceTrackerError(f"--threshold {threshold}: give a score between 0 and 1, e.g. 0.5.")
 
 
-def detect(source: int | str | Path = 0, model: Path | str = Path("facetracker.keras"), threshold: float = 0.5,
+def detect(source: int | str | Path = 0, model: Path | str = Path(MODEL_FILE), threshold: float = SCORE_THRESHOLD,
            output: Path | str | None = None, display: bool | None = None, class_name: str = CLASS_NAME,
            max_frames: int | None = None) -> "DetectSummary | ImagesSummary":
     """Run the detector on a camera, video file or URL (or a folder of images), drawing box, score and frame rate.
@@ -253,7 +254,7 @@ def prediction_record(path: Path, frame: np.ndarray, detection: Detection) -> di
             "width": int(frame.shape[1]), "height": int(frame.shape[0])}
 
 
-def detect_images(files: list[Path], model: Path | str, output: Path, threshold: float = 0.5,
+def detect_images(files: list[Path], model: Path | str, output: Path, threshold: float = SCORE_THRESHOLD,
                   class_name: str = CLASS_NAME) -> ImagesSummary:
     """Run the detector on image files: annotated copies and one predictions.jsonl in `output`.
 

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from facetracker.geometry import box_to_square, center_square, is_visible
+from facetracker.geometry import NO_BOX, box_to_square, center_square, iou, is_visible, ordered, shows_object
 from facetracker.inference import box_to_frame, frame_geometry
 
 SIZES = [(640, 480), (480, 640), (1280, 720), (300, 300), (101, 77)]
@@ -56,3 +56,26 @@ def test_geometry_imports_nothing_heavy():
     code = "import sys, facetracker.geometry; print([m for m in ('cv2', 'tensorflow', 'keras') if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_score_at_the_threshold_is_the_object_everywhere():
+    """One rule, `score >= threshold`, for the figures, the drawn boxes and the decisions."""
+    from matplotlib.patches import Rectangle
+
+    from facetracker.inference import Detection
+    from facetracker.plots import plot_samples
+    from facetracker.realtime import draw_detection
+
+    assert shows_object(0.5, 0.5) and not shows_object(0.4999, 0.5)
+    np.testing.assert_array_equal(shows_object(np.array([0.2, 0.5, 0.7]), 0.5), [False, True, True])
+    figure = plot_samples(np.zeros((2, 8, 8, 3)), np.array([[0.1, 0.1, 0.9, 0.9]] * 2), scores=[0.5, 0.4999],
+                          threshold=0.5)
+    assert sum(isinstance(p, Rectangle) for ax in figure.axes for p in ax.patches) == 1
+    frame = np.zeros((48, 64, 3), np.uint8)
+    draw_detection(frame, Detection(0.5, (10, 10, 30, 30), (0.0, 0.0, 0.5, 0.5)), "face", 0.5)
+    assert frame.any()
+
+
+def test_ordered_sorts_corners_and_iou_of_known_boxes():
+    np.testing.assert_array_equal(ordered(np.array([[0.8, 0.9, 0.2, 0.1]])), [[0.2, 0.1, 0.8, 0.9]])
+    assert iou((0, 0, 2, 2), (1, 1, 3, 3)) == 1 / 7 and iou(NO_BOX, NO_BOX) == 0.0

@@ -17,6 +17,7 @@ import tensorflow as tf
 from facetracker.annotations import labelled_frames
 from facetracker.config import Paths
 from facetracker.fileio import read_image
+from facetracker.geometry import NO_BOX
 from facetracker.inference import frame_to_input
 from facetracker.train import build_tracker, resolve_preset
 
@@ -43,7 +44,7 @@ def frame_dataset(paths: Paths) -> tf.data.Dataset:
     samples, truth = labelled_frames(paths.images, paths.labels, "face")
     inputs = np.stack([frame_to_input(read_image(s.image))[0] for s in samples])
     classes = np.array([[float(box is not None)] for box in truth], np.float32)
-    boxes = np.array([box or (0.0, 0.0, 0.0, 0.0) for box in truth], np.float32)
+    boxes = np.array([box or NO_BOX for box in truth], np.float32)
     return tf.data.Dataset.from_tensor_slices((inputs, (classes, boxes)))
 
 
