@@ -123,11 +123,15 @@ def labelme_json(image_path: Path, box_px: Box, width: int, height: int, class_n
 
 
 def write_labelme(
-    label_path: Path, image_path: Path, box_px: Box, width: int, height: int, class_name: str = CLASS_NAME
-) -> None:
-    """Write a labelme 6 JSON holding one rectangle, given in pixels (atomically, as labelme formats it)."""
+    label_path: Path, image_path: Path, box_px: Box, width: int, height: int, class_name: str = CLASS_NAME,
+    overwrite: bool = True,
+) -> bool:
+    """Write a labelme 6 JSON holding one rectangle, given in pixels (atomically, as labelme formats it).
+
+    Returns False when `overwrite=False` and the file exists (it is kept).
+    """
     data = labelme_json(image_path, box_px, width, height, class_name)
-    atomic_write(Path(label_path), json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
+    return atomic_write(Path(label_path), json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"), overwrite)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,20 +358,24 @@ def list_labels(labels_dir: Path) -> list[Path]:
 # A whole folder
 
 
+def shared_stems(images_dir: Path, images: list[Path]) -> list[str]:
+    """The one duplicate-name rule: images that share a stem (a.jpg, a.png) would share a label; a message each."""
+    by_stem: dict[str, list[Path]] = {}
+    for image_path in images:
+        by_stem.setdefault(image_path.stem, []).append(image_path)
+    return [f"{images_dir}: {', '.join(p.name for p in same)} share the name {stem!r}; rename or remove all but one."
+            for stem, same in by_stem.items() if len(same) > 1]
+
+
 def inspect(images_dir: Path, labels_dir: Path, class_name: str = CLASS_NAME) -> CheckReport:
     """Read every image and label of a folder pair; collect samples, warnings and errors. Writes nothing."""
     images_dir, labels_dir = Path(images_dir), Path(labels_dir)
     report = CheckReport(images_dir, labels_dir)
     images = list_images(images_dir)
-    by_stem: dict[str, list[Path]] = {}
-    for image_path in images:
-        by_stem.setdefault(image_path.stem, []).append(image_path)
-    for stem, same in by_stem.items():
-        if len(same) > 1:
-            names = ", ".join(p.name for p in same)
-            report.errors.append(f"{images_dir}: {names} share the name {stem!r}; rename or remove all but one.")
+    report.errors.extend(shared_stems(images_dir, images))
+    stems = {image_path.stem for image_path in images}
     for label_path in list_labels(labels_dir):
-        if label_path.stem not in by_stem:
+        if label_path.stem not in stems:
             report.warnings.append(
                 f"{label_path}: no image {label_path.stem}.jpg/.png in {images_dir} (orphaned label); "
                 "put the image back or delete the label."

@@ -55,10 +55,9 @@ from tqdm.auto import tqdm
 from facetracker.annotations import Sample, list_images, load_samples
 from facetracker.config import AUG_PER_IMAGE, CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
-from facetracker.fileio import TEMP_MARK, atomic_write, read_image, remove_temp_files, write_crop_label
+from facetracker.fileio import JPEG_QUALITY, TEMP_MARK, read_image, remove_temp_files, write_crop_label, write_image
 from facetracker.geometry import MIN_BOX_PX, MIN_VISIBILITY, NO_BOX, Box
 
-JPEG_QUALITY = 95
 # With workers=None, a run with fewer samples to write stays in this process: a worker process
 # imports albumentations before it writes anything, and a small run is over by then
 # (benchmarks/bench_augment.py --quick measures a run just above this size).
@@ -129,17 +128,16 @@ class _Target:
     out_labels: Path
 
 
-def build_transform(crop: int = CROP_SIZE, seed: int | None = None) -> A.Compose:
+def build_transform(crop: int = CROP_SIZE) -> A.Compose:
     """The tutorial's augmentation pipeline, with a resize first and the visibility rule.
 
     Args:
         crop: side of the square random crop, in pixels (the video: 450).
-        seed: makes the pipeline's random draws repeatable; None draws fresh ones.
 
     Returns:
         An `A.Compose` taking `image`, `bboxes` (albumentations format) and `class_labels`.
     """
-    transform = A.Compose(
+    return A.Compose(
         [
             A.SmallestMaxSize(max_size=max(crop, FRAME_HEIGHT)),
             A.RandomCrop(height=crop, width=crop, pad_if_needed=True),
@@ -158,9 +156,6 @@ def build_transform(crop: int = CROP_SIZE, seed: int | None = None) -> A.Compose
             clip=True,
         ),
     )
-    if seed is not None:
-        reseed(transform, seed)
-    return transform
 
 
 def reseed(transform: A.Compose, seed: int) -> None:
@@ -207,10 +202,7 @@ def write_sample(
     fingerprint: str,
 ) -> None:
     """Write one augmented sample: the JPEG first, the JSON (with the fingerprint) last."""
-    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ValueError(f"JPEG encoding failed for {image_path.name}")
-    atomic_write(image_path, jpeg.tobytes())
+    write_image(image_path, image)
     write_crop_label(label_path, source, bbox, cls, fingerprint)
 
 
@@ -280,13 +272,6 @@ def read_fingerprint(label_path: Path) -> str | None:
 # Planning: which samples to write, in chunks
 
 
-def check_box(sample: Sample) -> None:
-    """Refuse a label whose box has no area (albumentations raises on it)."""
-    box = sample.box
-    if box is not None and (box[2] <= box[0] or box[3] <= box[1]):
-        raise ValueError(f"the box in {sample.label} has no area; redraw it in labelme")
-
-
 def chunked(ks: list[int], size: int = CHUNK_SAMPLES) -> list[tuple[int, ...]]:
     """`ks` cut into consecutive runs of at most `size`, as even as possible."""
     n = -(-len(ks) // size)
@@ -313,11 +298,6 @@ def plan_target(
             todo.append(k)
             summary.outdated += found is not None
         if not todo:
-            continue
-        try:
-            check_box(sample)
-        except ValueError as error:
-            summary.failed.append((str(sample.image), f"ValueError: {error}"))
             continue
         chunks += [
             _Chunk(sample, ks, target.out_images, target.out_labels, seed, fingerprint, transform)
@@ -519,15 +499,6 @@ def check_transform(transform: A.Compose, workers: int) -> None:
             ) from error
 
 
-def check_stems(samples: list[Sample]) -> None:
-    """Refuse two source images with the same stem: their outputs would overwrite each other."""
-    seen: dict[str, Path] = {}
-    for sample in samples:
-        other = seen.setdefault(sample.image.stem, sample.image)
-        if other != sample.image:
-            raise FaceTrackerError(f"{other} and {sample.image} share the name '{sample.image.stem}'; rename one.")
-
-
 def check_options(per_image: int, crop: int, workers: int | None, transform: A.Compose | None) -> None:
     """Refuse settings that cannot make any sample, with the flag to fix."""
     if per_image < 1:
@@ -576,7 +547,6 @@ def load_target(target: _Target, class_name: str) -> list[Sample]:
     samples = load_samples(target.images_dir, target.labels_dir, class_name)
     if not samples:
         raise FaceTrackerError(f"{target.images_dir}: no images to augment; run `facetracker split` first.")
-    check_stems(samples)
     return samples
 
 

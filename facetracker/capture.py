@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 from facetracker.config import Paths
 from facetracker.display import FrameWindow, display_available, gui_available
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import write_image
 
 PREVIEW_WINDOW = "FaceTracker collect (q: stop)"
-DEFAULT_FPS = 30.0  # assumed when a video file does not say
+DEFAULT_FPS = 30.0  # assumed when a video source does not say, or says something implausible
+VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}  # the codec OpenCV's wheels can write for each container
 
 
 def parse_source(source: int | str | Path) -> int | str:
@@ -96,16 +98,31 @@ def want_preview(preview: bool | None) -> bool:
 def save_frame(frame: np.ndarray, images_dir: Path) -> Path:
     """Save a frame as <uuid1>.jpg, as the tutorial names them."""
     path = images_dir / f"{uuid.uuid1()}.jpg"
-    if not cv2.imwrite(str(path), frame):
-        raise FaceTrackerError(f"{path}: could not be written; check free disk space and permissions.")
+    write_image(path, frame)
     return path
+
+
+def source_fps(capture: cv2.VideoCapture) -> float:
+    """The source's frame rate when it reports a plausible one, else DEFAULT_FPS."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return float(fps) if np.isfinite(fps) and 1.0 <= fps <= 240.0 else DEFAULT_FPS
+
+
+def open_video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+    """A video writer for `path` (.mp4 or .avi); a clear error when it cannot be created."""
+    fourcc = VIDEO_FOURCC.get(path.suffix.lower())
+    if fourcc is None:
+        raise FaceTrackerError(f"{path}: unsupported video type; use one of {', '.join(VIDEO_FOURCC)}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    if not writer.isOpened():
+        raise FaceTrackerError(f"{path}: OpenCV cannot write this video file; try an .avi name.")
+    return writer
 
 
 def frame_step(cap: cv2.VideoCapture, interval: float) -> int:
     """For a video file: how many frames lie `interval` seconds apart (at least 1)."""
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = fps if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
-    return max(1, round(interval * fps))
+    return max(1, round(interval * source_fps(cap)))
 
 
 def skip_frames(cap: cv2.VideoCapture, count: int) -> bool:

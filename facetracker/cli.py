@@ -92,20 +92,10 @@ def _train(args: argparse.Namespace, paths: Paths) -> None:
 
         print(train_from_paths(paths, preset=args.preset, strategy=args.strategy, name=args.name, **overrides).format())
         return
-    from facetracker.cluster import JoinWatchdog, use_workers
+    from facetracker.cluster import train_on_workers
 
-    if args.join_timeout <= 0:
-        raise FaceTrackerError(f"--join-timeout {args.join_timeout}: give the seconds to wait for the other workers.")
-    workers = use_workers(args.workers, args.worker_index)
-    role = "the chief" if args.worker_index == 0 else "not the chief"
-    print(f"worker {args.worker_index} of {len(workers)} ({role}); waiting up to {args.join_timeout:.0f} s "
-          "for the others", flush=True)
-    from facetracker.train import train_from_paths
-
-    with JoinWatchdog(workers, args.worker_index, args.join_timeout) as watchdog:
-        result = train_from_paths(paths, preset=args.preset, strategy="multiworker", name=args.name,
-                                  callbacks=[watchdog.disarm_after_first_step()], **overrides)
-    print(result.format())
+    print(train_on_workers(paths, args.workers, args.worker_index, args.join_timeout, preset=args.preset,
+                           name=args.name, **overrides).format())
 
 
 def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
@@ -130,27 +120,20 @@ def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
 
 
 def _detect(args: argparse.Namespace, paths: Paths) -> None:
-    from facetracker.capture import parse_source
-    from facetracker.realtime import detect, image_files
+    from facetracker.realtime import detect
 
-    output = args.output
-    if output is None and image_files(parse_source(args.source)) is not None:
-        output = config.next_run_dir(paths.root / "runs" / "detect", "predict")  # images: a run folder of its own
     summary = detect(source=args.source, model=args.model or paths.model, threshold=args.threshold,
-                     output=output, display=False if args.no_display else None, class_name=args.cls,
-                     max_frames=args.max_frames)
+                     output=args.output, display=False if args.no_display else None, class_name=args.cls,
+                     max_frames=args.max_frames, root=paths.root)
     print(summary.format())
 
 
 def _export(args: argparse.Namespace, paths: Paths) -> int:
-    from facetracker.export import check_export, export_model
+    from facetracker.export import export_project
 
-    model = args.model or paths.model
-    calibration = args.calibration or paths.aug_images("train")
-    out = export_model(model, fmt=args.format, out_dir=args.out or paths.root / "export", quantize=args.quantize,
-                       representative=calibration if args.quantize == "int8" else None)
+    out, check = export_project(paths, args.model, fmt=args.format, out_dir=args.out, quantize=args.quantize,
+                                calibration=args.calibration)
     print(f"exported {args.format} model ({args.quantize}) to {out} ({file_size(out) / 1e6:.2f} MB)")
-    check = check_export(model, out, images=paths.aug_images("val"))
     print(check.format())
     return 0 if check.ok else 1
 

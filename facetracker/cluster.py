@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 
 JOIN_TIMEOUT = 120.0  # seconds a worker waits for the others before it gives up
@@ -149,3 +150,22 @@ def watch(parent: int, timeout: float, index: int, listed: str) -> None:
 
 if __name__ == "__main__":
     watch(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+
+
+def train_on_workers(paths: Paths, workers: str, worker_index: int | None, join_timeout: float,
+                     **train_options: object) -> object:
+    """`train --workers`: join the other workers (JoinWatchdog gives up after `join_timeout` s), then train.
+
+    `train_options` go to `train.train_from_paths` (preset, name, overrides); returns its result.
+    """
+    from facetracker.train import train_from_paths
+
+    if join_timeout <= 0:
+        raise FaceTrackerError(f"--join-timeout {join_timeout}: give the seconds to wait for the other workers.")
+    addresses = use_workers(workers, worker_index)
+    role = "the chief" if worker_index == 0 else "not the chief"
+    print(f"worker {worker_index} of {len(addresses)} ({role}); waiting up to {join_timeout:.0f} s for the others",
+          flush=True)
+    with JoinWatchdog(addresses, worker_index, join_timeout) as watchdog:
+        return train_from_paths(paths, strategy="multiworker", callbacks=[watchdog.disarm_after_first_step()],
+                                **train_options)

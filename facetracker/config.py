@@ -68,6 +68,25 @@ class Paths:
         return self.logs / "train"
 
     @property
+    def detect_runs(self) -> Path:
+        """One folder per `detect` run on images: runs/detect/predict, predict2, ..."""
+        return self.root / "runs" / "detect"
+
+    @property
+    def export(self) -> Path:
+        """Exported models (SavedModel folders, .tflite files)."""
+        return self.root / "export"
+
+    @property
+    def check_session(self) -> "Paths":
+        """The demo's second, unseen sample session, scored after training."""
+        return Paths(self.root / "check")
+
+    def worker_logs(self, kind: str, index: int) -> Path:
+        """The private folder of a multi-worker run's non-chief worker: logs/worker-<index>."""
+        return self.logs / f"{kind}-{index}"
+
+    @property
     def model(self) -> Path:
         """The current model: the best of the latest training run."""
         return self.root / MODEL_FILE

@@ -21,7 +21,6 @@ DEMO_FRAMES = 90
 DEMO_PER_IMAGE = 30
 CHECK_FRAMES = 200
 CHECK_SEED = 1000  # added to the demo's seed: the check session shares no frame with the training session
-CHECK_DIR = "check"
 
 
 @dataclass
@@ -102,7 +101,7 @@ def run_demo(paths: Paths, preset: str = "quick", frames: int = DEMO_FRAMES, per
     detector = Detector.load(paths.model)
     report.run("evaluate", lambda: evaluate(paths, paths.model, detector=detector))
     prediction_grid(paths, paths.model, detector=detector)
-    session = Paths(paths.root / CHECK_DIR)
+    session = paths.check_session
     report.run("check session", lambda: check_session(paths, session, check_frames, seed + CHECK_SEED, detector))
     return report
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from facetracker.annotations import labelled_frames
 from facetracker.config import CLASS_NAME, SCORE_THRESHOLD, Paths, current_run_dir
-from facetracker.fileio import load_labels, read_image
+from facetracker.fileio import atomic_write, load_labels, read_image
 from facetracker.geometry import NO_BOX, Box, box_in_square, iou, normalise, shows_object
 from facetracker.inference import Detector, frame_to_input
 from facetracker.plots import plot_samples, save_figure
@@ -251,8 +251,7 @@ class EvalReport:
 
     def save(self, path: Path) -> Path:
         """Write the report as JSON."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
+        atomic_write(path, json.dumps(self.to_dict(), indent=2).encode())
         return path
 
 
@@ -380,11 +379,10 @@ def report_path(paths: Paths, model_path: Path | str, name: str) -> Path:
 
 def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n: int = 12,
                     threshold: float = SCORE_THRESHOLD,
-                    class_name: str = CLASS_NAME, output: Path | None = None, ncols: int = 4,
-                    detector: Detector | None = None) -> "Figure":
+                    class_name: str = CLASS_NAME, ncols: int = 4, detector: Detector | None = None) -> "Figure":
     """A grid of the first `n` frames of a split as the model sees them: its box and score over the truth.
 
-    Saved as a PNG (default: next to the evaluation report); boxes with `score < threshold` are not drawn.
+    Saved as a PNG next to the evaluation report (`report_path`); boxes scored under `threshold` are not drawn.
     """
     detector = detector or Detector.load(model_path)
     samples, truth = labelled_frames(paths.split_images(split), paths.split_labels(split), class_name)
@@ -393,5 +391,5 @@ def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n
     scores, boxes = detector.predict(inputs)
     gt = (np.array([[t is not None] for t in truth], np.float32), np.array([t or NO_BOX for t in truth], np.float32))
     figure = plot_samples(inputs, boxes, scores, ncols=ncols, truth=gt, threshold=threshold, class_name=class_name)
-    save_figure(figure, output or report_path(paths, model_path, GRID_FILE))
+    save_figure(figure, report_path(paths, model_path, GRID_FILE))
     return figure

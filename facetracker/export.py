@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetracker.config import IMAGE_EXTENSIONS, SCORE_THRESHOLD
+from facetracker.config import IMAGE_EXTENSIONS, SCORE_THRESHOLD, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import read_image
 from facetracker.geometry import iou, ordered, shows_object
@@ -40,6 +40,7 @@ MIN_AGREEMENT = 0.9
 MIN_MEAN_IOU = 0.8
 CALIBRATION_IMAGES = 200  # representative images for int8 (TF's guide suggests about 100-500)
 CHECK_IMAGES = 64  # real images compared in `check_export`
+RANDOM_INPUTS = 8  # compared in `check_export` when there are no real images
 
 
 def export_path(model_path: Path, fmt: str, out_dir: Path, quantize: str = "none") -> Path:
@@ -107,8 +108,8 @@ def converter_options(quantize: str, representative: np.ndarray | None = None) -
 
 def export_model(
     model_path: Path | str,
-    fmt: str = "savedmodel",
-    out_dir: Path | str = Path("export"),
+    fmt: str = "tflite",
+    out_dir: Path | str | None = None,
     quantize: str = "none",
     representative: np.ndarray | Path | None = None,
 ) -> Path:
@@ -117,14 +118,14 @@ def export_model(
     Args:
         model_path: the trained .keras model.
         fmt: "savedmodel" or "tflite".
-        out_dir: folder to write into.
+        out_dir: folder to write into (default: export/ below the working folder, `Paths().export`).
         quantize: one of QUANTIZATIONS (TFLite only).
         representative: int8 only: images [N, S, S, 3] in [0, 1] to calibrate on, or a folder of them
             (aug_data/train/images), of which `calibration_images` reads up to CALIBRATION_IMAGES.
     Returns:
         the exported file or folder.
     """
-    model_path, out_dir = Path(model_path), Path(out_dir)
+    model_path, out_dir = Path(model_path), Path(out_dir) if out_dir is not None else Paths().export
     target = export_path(model_path, fmt, out_dir, quantize)
     if quantize == "int8" and representative is None:
         raise FaceTrackerError("--quantize int8 needs representative images; pass --calibration FOLDER.")
@@ -207,51 +208,54 @@ def box_agreement(boxes: np.ndarray, others: np.ndarray, faces: np.ndarray) -> f
 def check_export(
     model_path: Path | str,
     exported: Path | str,
-    samples: int = 8,
-    tolerance: float | None = None,
-    seed: int = 0,
     inputs: np.ndarray | None = None,
-    threshold: float = 0.5,
-    kind: str | None = None,
     images: Path | None = None,
 ) -> ExportCheck:
-    """Compare an exported model with the Keras model on the same inputs.
+    """Compare an exported model with the Keras model on the same inputs, judged by the export kind's rule.
 
     Args:
         model_path: the .keras model.
-        exported: the SavedModel folder or .tflite file made from it.
-        samples, seed: how many random inputs in [0, 1] to use when `inputs` is None.
-        tolerance: largest accepted |difference| (default: TOLERANCE of the export kind; None there means
-            judged by decision agreement and box IoU).
+        exported: the SavedModel folder or .tflite file made from it (its name tells the kind: `quantization_of`).
         inputs: model inputs [N, S, S, 3] in [0, 1], e.g. real images through `load_images`.
-        threshold: score threshold of the decisions compared.
-        kind: "savedmodel" or a quantization (default: read from the file name).
         images: a folder of real images (e.g. aug_data/val/images) to compare on, up to CHECK_IMAGES of them;
-            used when `inputs` is None and the folder has images.
+            used when `inputs` is None and the folder has images. Without either: RANDOM_INPUTS random inputs.
     """
     exported = Path(exported)
     keras_detector, other = Detector.load(model_path), Detector.load(exported)
     size = keras_detector.size
     if inputs is None and images is not None:
-        inputs = load_images(images, size, CHECK_IMAGES, seed)
+        inputs = load_images(images, size, CHECK_IMAGES)
         inputs = inputs if len(inputs) else None
         described = f"images of {images}"
     else:
         described = "images"
     if inputs is None:
-        x, described = np.random.default_rng(seed).random((samples, size, size, 3), dtype=np.float32), "random inputs"
+        x = np.random.default_rng(0).random((RANDOM_INPUTS, size, size, 3), dtype=np.float32)
+        described = "random inputs"
     else:
         x = inputs
     (s1, b1), (s2, b2) = keras_detector.predict(x), other.predict(x)
-    kind = kind or quantization_of(exported)
-    limit = TOLERANCE.get(kind) if tolerance is None else tolerance
+    face1, face2 = shows_object(s1), shows_object(s2)
     return ExportCheck(
         exported,
         f"{len(x)} {described}",
         float(np.max(np.abs(s1 - s2))),
         float(np.max(np.abs(b1 - b2))),
-        float(np.mean(shows_object(s1, threshold) == shows_object(s2, threshold))),
-        box_agreement(b1, b2, shows_object(s1, threshold) & shows_object(s2, threshold)),
-        limit,
-        threshold,
+        float(np.mean(face1 == face2)),
+        box_agreement(b1, b2, face1 & face2),
+        TOLERANCE.get(quantization_of(exported)),
     )
+
+
+def export_project(paths: Paths, model: Path | None = None, fmt: str = "tflite", out_dir: Path | None = None,
+                   quantize: str = "none", calibration: Path | None = None) -> tuple[Path, ExportCheck]:
+    """The `export` step: export the current model (or `model`) into export/ and check it.
+
+    int8 calibrates on `calibration` (default: aug_data/train/images); the check compares the export with
+    the Keras model on aug_data/val/images (random inputs when there are none).
+    """
+    model = model or paths.model
+    representative = (calibration or paths.aug_images("train")) if quantize == "int8" else None
+    out = export_model(model, fmt=fmt, out_dir=out_dir or paths.export, quantize=quantize,
+                       representative=representative)
+    return out, check_export(model, out, images=paths.aug_images("val"))

@@ -1,4 +1,5 @@
-"""Reading and writing files: the one atomic write, the image reader, the augmented label's format and pairing.
+"""Reading and writing files: the one atomic write, the image reader and writer, the augmented label's format
+and how augmented images and labels pair up.
 
 Every file the package writes goes through `publish` (`atomic_write`, `atomic_copy`): the bytes go to a hidden
 temporary file in the same folder, then `os.replace` puts it in place, so a reader or a killed run
@@ -19,6 +20,7 @@ from facetracker.config import IMAGE_EXTENSIONS
 from facetracker.errors import FaceTrackerError
 
 TEMP_MARK = ".tmp"
+JPEG_QUALITY = 95  # every JPEG the package writes: captured frames, sample frames, crops, annotated copies
 
 
 def temp_path(path: Path) -> Path:
@@ -65,6 +67,18 @@ def remove_temp_files(*folders: Path) -> int:
     for path in leftovers:
         path.unlink()
     return len(leftovers)
+
+
+def write_image(path: Path, image: np.ndarray, overwrite: bool = True) -> bool:
+    """Encode a BGR image by the path's suffix (JPEG at JPEG_QUALITY) and write it atomically.
+
+    Returns False when `overwrite=False` and `path` exists. Raises FaceTrackerError when OpenCV cannot encode it.
+    """
+    path = Path(path)
+    ok, buffer = cv2.imencode(path.suffix or ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise FaceTrackerError(f"{path}: OpenCV cannot encode this image type; use a .jpg or .png name.")
+    return atomic_write(path, buffer.tobytes(), overwrite)
 
 
 def read_image(path: Path) -> np.ndarray:

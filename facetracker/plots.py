@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from facetracker.config import CLASS_NAME, SCORE_THRESHOLD
+from facetracker.fileio import publish
 from facetracker.geometry import shows_object
 
 
@@ -87,7 +88,6 @@ def plot_curves(history: dict[str, list[float]], names: Sequence[str], path: Pat
 
 
 def save_figure(figure: Figure, path: Path, dpi: int = 100) -> Path:
-    """Write a figure as a PNG, making its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    """Write a figure as a PNG, atomically (a reader never sees half a picture)."""
+    publish(path, lambda temp: figure.savefig(temp, dpi=dpi, bbox_inches="tight", format="png"))
     return path

@@ -22,15 +22,23 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from facetracker.capture import is_live, is_url, open_source, parse_source, want_preview
-from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, MODEL_FILE, SCORE_THRESHOLD
+from facetracker.capture import (
+    VIDEO_FOURCC,
+    is_live,
+    is_url,
+    open_source,
+    open_video_writer,
+    parse_source,
+    source_fps,
+    want_preview,
+)
+from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, MODEL_FILE, SCORE_THRESHOLD, Paths, next_run_dir
 from facetracker.display import FrameWindow
 from facetracker.errors import FaceTrackerError
+from facetracker.fileio import atomic_write, read_image, write_image
 from facetracker.geometry import shows_object
 from facetracker.inference import Detection, Detector, frame_to_input  # noqa: F401 - frame_to_input: public name
 
-VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
-DEFAULT_FPS = 30.0
 BOX_COLOR = (255, 0, 0)  # BGR blue, as in the tutorial
 TEXT_COLOR = (255, 255, 255)
 FPS_SMOOTHING = 0.1  # weight of the newest frame in the FPS overlay's moving average (about the last 10 frames)
@@ -88,18 +96,6 @@ class FrameRate:
         return 1.0 / self.interval
 
 
-def open_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
-    """A video writer for `path` (.mp4 or .avi); a clear error when it cannot be created."""
-    fourcc = VIDEO_FOURCC.get(path.suffix.lower())
-    if fourcc is None:
-        raise FaceTrackerError(f"--output {path}: unsupported video type; use one of {', '.join(VIDEO_FOURCC)}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-    if not writer.isOpened():
-        raise FaceTrackerError(f"--output {path}: OpenCV cannot write this file; try an .avi name.")
-    return writer
-
-
 class Recorder:
     """Writes annotated frames to a video that plays at the speed of the run.
 
@@ -116,7 +112,10 @@ class Recorder:
     def write(self, frame: np.ndarray, now: float) -> None:
         """Add `frame`, shown from now on (live) or as the next frame (file)."""
         if self.writer is None:
-            self.writer = open_writer(self.path, self.fps, frame.shape[1], frame.shape[0])
+            try:
+                self.writer = open_video_writer(self.path, self.fps, frame.shape[1], frame.shape[0])
+            except FaceTrackerError as error:
+                raise FaceTrackerError(f"--output {error}") from error
         due = max(int(np.ceil((now - self.start) * self.fps)), self.written + 1) if self.live else self.written + 1
         for _ in range(due - self.written):
             self.writer.write(frame)
@@ -126,12 +125,6 @@ class Recorder:
         """Finish the file."""
         if self.writer is not None:
             self.writer.release()
-
-
-def source_fps(capture: cv2.VideoCapture) -> float:
-    """The source's frame rate when it reports a plausible one, else 30."""
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    return float(fps) if np.isfinite(fps) and 1.0 <= fps <= 240.0 else DEFAULT_FPS
 
 
 def read_frame(capture: cv2.VideoCapture, source: int | str, frames: int) -> np.ndarray | None:
@@ -157,7 +150,7 @@ def check_options(threshold: float, max_frames: int | None = None) -> None:
 
 def detect(source: int | str | Path = 0, model: Path | str = Path(MODEL_FILE), threshold: float = SCORE_THRESHOLD,
            output: Path | str | None = None, display: bool | None = None, class_name: str = CLASS_NAME,
-           max_frames: int | None = None) -> "DetectSummary | ImagesSummary":
+           max_frames: int | None = None, root: Path | str = Path(".")) -> "DetectSummary | ImagesSummary":
     """Run the detector on a camera, video file or URL (or a folder of images), drawing box, score and frame rate.
 
     Args:
@@ -167,6 +160,7 @@ def detect(source: int | str | Path = 0, model: Path | str = Path(MODEL_FILE), t
         output: write the annotated video here (.mp4 or .avi); for images, the output folder.
         display: show a window ('q' quits); None shows one only when a display and an OpenCV GUI exist.
         max_frames: stop after this many frames (None: until the source ends or 'q').
+        root: the project folder; images without `output` go to a new <root>/runs/detect/predict<N>.
     Returns:
         the number of frames, the model's mean time per frame and the overall frame rate.
     """
@@ -174,8 +168,8 @@ def detect(source: int | str | Path = 0, model: Path | str = Path(MODEL_FILE), t
     source = parse_source(source)
     images = image_files(source)
     if images is not None:
-        return detect_images(images, model, Path(output) if output else Path("runs") / "detect", threshold,
-                             class_name)
+        output = Path(output) if output else next_run_dir(Paths(Path(root)).detect_runs, "predict")
+        return detect_images(images, model, output, threshold, class_name)
     detector = Detector.load(model).warm_up()
     show = want_preview(display)
     capture = open_source(source)
@@ -271,19 +265,20 @@ def detect_images(files: list[Path], model: Path | str, output: Path, threshold:
         raise FaceTrackerError(f"--output {output}: for a folder of images give an output folder, not a file.")
     detector = Detector.load(model).warm_up()
     output.mkdir(parents=True, exist_ok=True)
-    skipped, model_s = [], 0.0
-    with (output / PREDICTIONS_FILE).open("w") as lines:
-        for path in tqdm(files, desc="detect", unit="image"):
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None:
-                tqdm.write(f"warning: skipped {path}: not a readable image", file=sys.stderr)
-                skipped.append(path)
-                continue
-            tick = time.perf_counter()
-            detection = detector(frame)
-            model_s += time.perf_counter() - tick
-            lines.write(json.dumps(prediction_record(path, frame, detection)) + "\n")
-            draw_detection(frame, detection, class_name, threshold)
-            cv2.imwrite(str(output / path.name), frame)
+    skipped, model_s, lines = [], 0.0, []
+    for path in tqdm(files, desc="detect", unit="image"):
+        try:
+            frame = read_image(path)
+        except FaceTrackerError:
+            tqdm.write(f"warning: skipped {path}: not a readable image", file=sys.stderr)
+            skipped.append(path)
+            continue
+        tick = time.perf_counter()
+        detection = detector(frame)
+        model_s += time.perf_counter() - tick
+        lines.append(json.dumps(prediction_record(path, frame, detection)) + "\n")
+        draw_detection(frame, detection, class_name, threshold)
+        write_image(output / path.name, frame)
+    atomic_write(output / PREDICTIONS_FILE, "".join(lines).encode())
     done = len(files) - len(skipped)
     return ImagesSummary(done, tuple(skipped), 1000 * model_s / max(done, 1), output)

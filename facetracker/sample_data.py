@@ -10,7 +10,6 @@ same seed always gives the same files and re-running adds nothing. Existing file
 overwritten.
 """
 
-import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -19,10 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facetracker.annotations import labelme_json
+from facetracker.annotations import write_labelme
+from facetracker.capture import open_video_writer
 from facetracker.config import CLASS_NAME, FRAME_HEIGHT, FRAME_WIDTH, Paths
 from facetracker.errors import FaceTrackerError
-from facetracker.fileio import atomic_write
+from facetracker.fileio import read_image, write_image
 
 # The face in matplotlib's grace_hopper.jpg (512x600), checked by eye and by OpenCV's
 # Haar cascade (155, 105, 222, 222): forehead under the cap to the chin, ear to ear.
@@ -30,7 +30,6 @@ FACE_BOX = (158, 120, 376, 336)
 # The head (cap and hair included) pasted around the face: an ellipse, centre and half-axes.
 HEAD_ELLIPSE = ((267, 205), (165, 195))
 UUID_NAMESPACE = uuid.UUID("5b0e3a56-6a43-4c43-9d55-3f1f6e0c7a11")
-JPEG_QUALITY = 90
 MIN_VISIBLE = 0.45  # a face cut by the frame edge keeps at least this share of its area
 
 Pose = tuple[float, float, float, float, float, float]  # cx, cy, face width px, angle deg, gain, bias
@@ -82,10 +81,7 @@ def portrait() -> np.ndarray:
     import matplotlib.cbook
 
     path = Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FaceTrackerError(f"{path}: cannot read matplotlib's sample portrait; reinstall matplotlib.")
-    return image
+    return read_image(path)
 
 
 def frame_name(seed: int, index: int) -> str:
@@ -211,14 +207,6 @@ def click_order(box: tuple, rng: np.random.Generator) -> tuple:
     return orders[int(rng.integers(4))]
 
 
-def encode_jpeg(frame: np.ndarray) -> bytes:
-    """JPEG bytes of a BGR frame."""
-    ok, buffer = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise FaceTrackerError("OpenCV cannot encode JPEG here; reinstall opencv-python.")
-    return buffer.tobytes()
-
-
 def make_sample_data(
     paths: Paths, count: int = 90, negatives: float = 0.15, seed: int = 0, class_name: str = CLASS_NAME
 ) -> SampleDataSummary:
@@ -250,12 +238,12 @@ def make_sample_data(
             skipped += 1 + with_face  # all there already: no need to render it again
             continue
         frame, box = make_frame(rng, source, with_face)
-        wrote = atomic_write(image_path, encode_jpeg(frame), overwrite=False)
+        wrote = write_image(image_path, frame, overwrite=False)
         images, skipped = images + wrote, skipped + (not wrote)
         if box is None:
             continue
-        data = labelme_json(image_path, click_order(box, rng), FRAME_WIDTH, FRAME_HEIGHT, class_name)
-        wrote = atomic_write(label_path, json.dumps(data, ensure_ascii=False, indent=2).encode(), overwrite=False)
+        wrote = write_labelme(label_path, image_path, click_order(box, rng), FRAME_WIDTH, FRAME_HEIGHT, class_name,
+                              overwrite=False)
         labels, skipped = labels + wrote, skipped + (not wrote)
     return SampleDataSummary(paths.images, paths.labels, images, labels, skipped, positives, count - positives)
 
@@ -278,13 +266,9 @@ def write_sample_video(path: Path, frames: int = 60, fps: int = 15, seed: int = 
     Every 20th frame shows no face. Returns `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 1_000_003])
     background, source = random_background(rng), load_portrait()
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
-    writer = cv2.VideoWriter(str(path), fourcc, float(fps), (FRAME_WIDTH, FRAME_HEIGHT))
-    if not writer.isOpened():
-        raise FaceTrackerError(f"{path}: OpenCV cannot write this video; use a .mp4 or .avi name.")
+    writer = open_video_writer(path, float(fps), FRAME_WIDTH, FRAME_HEIGHT)
     try:
         for index in range(frames):
             pose = None if index % 20 == 19 else video_pose(index / fps)

@@ -15,7 +15,7 @@ a frame deleted from data/images would otherwise live on in its split and in aug
 import hashlib
 from pathlib import Path
 
-from facetracker.annotations import list_images
+from facetracker.annotations import list_images, shared_stems
 from facetracker.config import SPLIT_RATIOS, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import atomic_copy
@@ -117,10 +117,10 @@ def split_dataset(
     raw = list_images(paths.images)
     if not raw and not any(list_images(paths.split_images(s)) for s in SPLITS):
         raise FaceTrackerError(f"{paths.images}: no images to split; run `facetracker collect` first.")
-    stems = [image.stem for image in raw]
-    if len(set(stems)) != len(stems):
-        raise FaceTrackerError(f"{paths.images}: two images share a name (e.g. .jpg and .png); rename one.")
-    assignment = assign(paths, stems, ratios, seed)
+    shared = shared_stems(paths.images, raw)
+    if shared:
+        raise FaceTrackerError(shared[0])
+    assignment = assign(paths, [image.stem for image in raw], ratios, seed)
     stale = stale_labels(paths, raw, assignment)
     if stale:
         listed = "\n".join(f"  - {label}" for label in stale)

@@ -275,7 +275,7 @@ def _worker_folder(paths: Paths) -> Path | None:
     chief_kind = "chief" if "chief" in tf_config.get("cluster", {}) else "worker"
     if not task or (kind == chief_kind and index == 0):
         return None
-    return paths.logs / f"{kind}-{index}"
+    return paths.worker_logs(kind, index)
 
 
 def run_folder(paths: Paths, name: str | None = None) -> Path:
