@@ -14,9 +14,21 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from facetracker import config  # noqa: E402
+from facetracker.cluster import JOIN_TIMEOUT  # noqa: E402
 from facetracker.config import Paths  # noqa: E402
 from facetracker.demo import CHECK_FRAMES, DEMO_FRAMES, DEMO_PER_IMAGE  # noqa: E402
 from facetracker.errors import FaceTrackerError  # noqa: E402
+
+GRID_FRAMES = 12  # evaluate's default --grid
+# Flags that only act together with another: (step, option, its flag, the test that it is in effect, what to add).
+DEPENDENT_FLAGS = (
+    ("train", "worker_index", "--worker-index", lambda a: a.workers is not None, "it needs --workers"),
+    ("train", "join_timeout", "--join-timeout", lambda a: a.workers is not None, "it needs --workers"),
+    ("train", "strategy", "--strategy", lambda a: a.workers is None, "--workers always trains multiworker"),
+    ("evaluate", "grid", "--grid", lambda a: a.frames is None, "--frames draws no grid"),
+    ("annotate", "model", "--model", lambda a: a.prelabel == "model", "it needs --prelabel model"),
+    ("annotate", "threshold", "--threshold", lambda a: a.prelabel == "model", "it needs --prelabel model"),
+)
 
 
 def _sample_data(args: argparse.Namespace, paths: Paths) -> None:
@@ -44,7 +56,8 @@ def _annotate(args: argparse.Namespace, paths: Paths) -> None:
         from facetracker.prelabel import prelabel_with_model
 
         model = args.model or paths.model
-        written = prelabel_with_model(paths, model, threshold=args.threshold, class_name=args.cls)
+        threshold = config.SCORE_THRESHOLD if args.threshold is None else args.threshold
+        written = prelabel_with_model(paths, model, threshold=threshold, class_name=args.cls)
         print(f"wrote {len(written)} model proposals to {paths.labels}")
     if not args.no_gui:
         annotations.launch_labelme(paths, class_name=args.cls)
@@ -101,8 +114,9 @@ def _train(args: argparse.Namespace, paths: Paths) -> None:
 def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.evaluate import GRID_FILE, evaluate, prediction_grid, report_path
 
-    if args.grid < 0:
-        raise FaceTrackerError(f"--grid {args.grid}: give the number of frames to draw, or 0 for no grid.")
+    grid = GRID_FRAMES if args.grid is None else args.grid
+    if grid < 0:
+        raise FaceTrackerError(f"--grid {grid}: give the number of frames to draw, or 0 for no grid.")
     if args.frames is not None and not (args.frames / "images").is_dir():
         raise FaceTrackerError(f"--frames {args.frames}: expected a folder holding images/ and labels/ "
                                "(as data/ does), e.g. another session's data/")
@@ -113,10 +127,10 @@ def _evaluate(args: argparse.Namespace, paths: Paths) -> None:
     report = evaluate(paths, model, split=args.split, threshold=args.threshold, class_name=args.cls,
                       detector=detector, frames=args.frames, output=args.output)
     print(report.format())
-    if args.grid and args.frames is None:
-        prediction_grid(paths, model, split=args.split, n=args.grid, threshold=args.threshold, class_name=args.cls,
+    if grid and args.frames is None:
+        prediction_grid(paths, model, split=args.split, n=grid, threshold=args.threshold, class_name=args.cls,
                         detector=detector)
-        print(f"prediction grid saved to {report_path(paths, model, GRID_FILE)}")
+        print(f"prediction grid saved to {report_path(paths, model, GRID_FILE, args.split)}")
 
 
 def _detect(args: argparse.Namespace, paths: Paths) -> None:
@@ -182,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = step("annotate", _annotate, "draw boxes in labelme (data/images -> data/labels)")
     sub.add_argument("--prelabel", choices=["haar", "model"], help="first propose boxes for unlabelled images")
     sub.add_argument("--model", type=Path, help="model for --prelabel model (default: facetracker.keras)")
-    sub.add_argument("--threshold", type=float, default=config.SCORE_THRESHOLD)
+    sub.add_argument("--threshold", type=float,
+                     help=f"with --prelabel model: smallest score proposed (default: {config.SCORE_THRESHOLD})")
     sub.add_argument("--no-gui", action="store_true", help="write proposals only, do not open labelme")
     _add_class(sub)
 
@@ -207,15 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_class(sub)
 
     sub = step("train", _train, "train the two-head detector on aug_data/")
-    sub.add_argument("--preset", default="tutorial", help="tutorial (the video's settings) or quick (CPU)")
+    sub.add_argument("--preset", default="tutorial", choices=config.PRESET_NAMES,
+                     help="tutorial (the video's settings) or quick (CPU); default: %(default)s")
     sub.add_argument("--epochs", type=int)
     sub.add_argument("--batch-size", type=int)
     sub.add_argument("--backbone", choices=["vgg16", "mobilenetv2", "small"])
     sub.add_argument("--weights", help="imagenet, none, or the path of a weights file")
     sub.add_argument("--learning-rate", type=float)
     sub.add_argument("--head-units", type=int, help="width of each head's dense layer (tutorial: 2048)")
-    sub.add_argument("--masked", action="store_true", default=None,
-                     help="box loss on images with a face only (the quick preset's)")
+    sub.add_argument("--masked", action=argparse.BooleanOptionalAction, default=None,
+                     help="box loss on images with a face only (default: the preset's; quick: on)")
     sub.add_argument("--ema-momentum", type=float,
                      help="validate and save a moving average of the weights (quick: 0.99; 0: off)")
     sub.add_argument("--monitor", choices=config.MONITORS,
@@ -224,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", metavar="HOST:PORT,...",
                      help="train on several machines: every worker's address, the same list on each")
     sub.add_argument("--worker-index", type=int, help="with --workers: this machine's place in the list (0: chief)")
-    sub.add_argument("--join-timeout", type=float, default=120.0,
-                     help="with --workers: seconds to wait for the other workers (default: %(default)s)")
+    sub.add_argument("--join-timeout", type=float,
+                     help=f"with --workers: seconds to wait for the other workers (default: {JOIN_TIMEOUT:.0f})")
     sub.add_argument("--seed", type=int, help="seeds the weights and the shuffle (default 0)")
     sub.add_argument("--name", help="run folder below logs/train (default: a new exp<N>, or resume the latest)")
     sub.add_argument("--jit-compile", choices=config.SWITCHES, help="XLA; auto: on where a GPU is visible")
@@ -236,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", type=Path)
     sub.add_argument("--split", default="test", choices=list(config.SPLITS))
     sub.add_argument("--threshold", type=float, default=config.SCORE_THRESHOLD)
-    sub.add_argument("--grid", type=int, default=12, metavar="N", help="draw N predictions (0: none)")
+    sub.add_argument("--grid", type=int, metavar="N",
+                     help=f"draw N predictions (0: none; default: {GRID_FRAMES}); not with --frames")
     sub.add_argument("--frames", type=Path, metavar="DIR",
                      help="score the labelled frames in DIR/images and DIR/labels instead of data/<split>")
     sub.add_argument("--output", type=Path, metavar="FILE",
@@ -263,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, help="output folder (default: export/)")
 
     sub = step("demo", _demo, "sample-data, check, split, augment, train, evaluate in one go")
-    sub.add_argument("--preset", default="quick")
+    sub.add_argument("--preset", default="quick", choices=config.PRESET_NAMES, help="default: %(default)s")
     sub.add_argument("--frames", type=int, default=DEMO_FRAMES, help="frames in the sample session")
     sub.add_argument("--per-image", type=int, default=DEMO_PER_IMAGE, help="augmented copies per frame")
     sub.add_argument("--check-frames", type=int, default=CHECK_FRAMES,
@@ -274,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_common(args: argparse.Namespace) -> None:
-    """Refuse a --root that is not a folder and an empty --class, before any step runs."""
+    """Refuse a --root that is not a folder, an empty --class and a flag that would have no effect, before any
+    step runs (and before TensorFlow loads)."""
+    for step, option, flag, in_effect, reason in DEPENDENT_FLAGS:
+        if args.step == step and getattr(args, option) is not None and not in_effect(args):
+            raise FaceTrackerError(f"{flag} has no effect here: {reason}; leave it out.")
     if args.root.exists() and not args.root.is_dir():
         raise FaceTrackerError(f"--root {args.root} is a file; give the project folder (it holds data/).")
     if getattr(args, "cls", None) is not None and not args.cls.strip():

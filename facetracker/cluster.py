@@ -152,7 +152,7 @@ if __name__ == "__main__":
     watch(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
 
 
-def train_on_workers(paths: Paths, workers: str, worker_index: int | None, join_timeout: float,
+def train_on_workers(paths: Paths, workers: str, worker_index: int | None, join_timeout: float | None = None,
                      **train_options: object) -> object:
     """`train --workers`: join the other workers (JoinWatchdog gives up after `join_timeout` s), then train.
 
@@ -160,6 +160,7 @@ def train_on_workers(paths: Paths, workers: str, worker_index: int | None, join_
     """
     from facetracker.train import train_from_paths
 
+    join_timeout = JOIN_TIMEOUT if join_timeout is None else join_timeout
     if join_timeout <= 0:
         raise FaceTrackerError(f"--join-timeout {join_timeout}: give the seconds to wait for the other workers.")
     addresses = use_workers(workers, worker_index)

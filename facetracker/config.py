@@ -29,6 +29,7 @@ EPOCHS = 10
 LEARNING_RATE = 1e-4
 # The validation losses `train` can pick its best epoch by, and the values of its GPU switches.
 MONITORS = ("val_loss", "val_regress_loss", "val_class_loss")
+PRESET_NAMES = ("tutorial", "quick")  # train.PRESETS' keys, here so that --help lists them without TensorFlow
 SWITCHES = ("auto", "on", "off")
 MODEL_FILE = "facetracker.keras"
 CURRENT_RUN_FILE = "current.json"  # in logs/train: which run facetracker.keras was copied from

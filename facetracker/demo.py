@@ -112,5 +112,5 @@ def check_session(paths: Paths, session: Paths, frames: int, seed: int, detector
     from facetracker.sample_data import make_sample_data
 
     make_sample_data(session, count=frames, seed=seed)
-    output = report_path(paths, paths.model, REPORT_FILE).with_name("evaluation_check.json")
+    output = report_path(paths, paths.model, REPORT_FILE, "check")
     return evaluate(paths, paths.model, detector=detector, frames=session.data, output=output)

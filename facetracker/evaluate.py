@@ -362,13 +362,19 @@ def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshol
     notes = (f"{cut} labelled face(s) lie mostly outside the centre square or are too small, and count as "
              "'no face'",) if cut else ()
     report = EvalReport(str(model_path), str(frames) if frames else split, threshold, tuple(results), notes)
-    report.save(output or report_path(paths, model_path, REPORT_FILE))
+    report.save(output or report_path(paths, model_path, REPORT_FILE, "frames" if frames else split))
     return report
 
 
-def report_path(paths: Paths, model_path: Path | str, name: str) -> Path:
-    """Where a report on `model_path` goes: its training run's folder when known, else logs/."""
+def report_path(paths: Paths, model_path: Path | str, name: str, split: str = "test") -> Path:
+    """Where a report on `model_path` goes: its training run's folder when known, else logs/.
+
+    The test split's reports keep `name` (evaluation.json); another split's get a suffix (evaluation_val.json),
+    so scoring the validation split never overwrites the test figures.
+    """
     model_path = Path(model_path)
+    if split != "test":
+        name = f"{Path(name).stem}_{split}{Path(name).suffix}"
     if model_path.parent.parent == paths.train_runs:
         return model_path.parent / name  # a run's best.keras
     run = current_run_dir(paths)
@@ -391,5 +397,5 @@ def prediction_grid(paths: Paths, model_path: Path | str, split: str = "test", n
     scores, boxes = detector.predict(inputs)
     gt = (np.array([[t is not None] for t in truth], np.float32), np.array([t or NO_BOX for t in truth], np.float32))
     figure = plot_samples(inputs, boxes, scores, ncols=ncols, truth=gt, threshold=threshold, class_name=class_name)
-    save_figure(figure, report_path(paths, model_path, GRID_FILE))
+    save_figure(figure, report_path(paths, model_path, GRID_FILE, split))
     return figure

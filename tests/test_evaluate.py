@@ -301,6 +301,27 @@ def test_evaluate_reports_model_haar_and_augmented(tmp_path, constant_model):
     assert "AP@[.5:.95]" in table and "haar" in table and "augmented" in table
 
 
+def test_scoring_another_split_keeps_the_test_report(tmp_path, constant_model):
+    """`evaluate --split val` writes evaluation_val.json and predictions_val.png beside the test split's files."""
+    import shutil
+
+    paths = make_project(tmp_path, constant_model)
+    shutil.copytree(paths.data / "test", paths.data / "val")
+    shutil.copytree(paths.aug_data / "test", paths.aug_data / "val")
+    model = tmp_path / "model.keras"
+    evaluate(paths, model, threshold=0.5)
+    prediction_grid(paths, model, n=2)
+    test_report = (paths.logs / "evaluation.json").read_bytes()
+    test_grid = (paths.logs / "predictions.png").read_bytes()
+    evaluate(paths, model, split="val", threshold=0.9)
+    prediction_grid(paths, model, split="val", n=3, threshold=0.9)
+    assert (paths.logs / "evaluation.json").read_bytes() == test_report
+    assert (paths.logs / "predictions.png").read_bytes() == test_grid
+    saved = json.loads((paths.logs / "evaluation_val.json").read_text())
+    assert (saved["split"], saved["threshold"]) == ("val", 0.9)
+    assert cv2.imread(str(paths.logs / "predictions_val.png")) is not None
+
+
 def test_model_rows_match_hand_computed_metrics(tmp_path, constant_model):
     """Every figure of both model rows, worked out by hand for the constant model."""
     paths = make_project(tmp_path, constant_model)
@@ -404,8 +425,8 @@ def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_mo
                            "--split", "train", "--threshold", repr(threshold), "--grid", "2"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    saved = json.loads((paths.logs / "evaluation.json").read_text())
-    assert cv2.imread(str(paths.logs / "predictions.png")) is not None
+    saved = json.loads((paths.logs / "evaluation_train.json").read_text())
+    assert cv2.imread(str(paths.logs / "predictions_train.png")) is not None
     expected = evaluate(paths, small_model_file, "train", threshold, output=sample_root / "api.json").to_dict()
     assert saved["threshold"] == threshold and [r["detector"] for r in saved["results"]] == ["model", "haar"]
     model = saved["results"][0]
