@@ -285,18 +285,6 @@ def read_shapes(
     return LabelReading(max(boxes, key=box_area), tuple(warnings))
 
 
-def read_box(label_path: Path, width: int, height: int, class_name: str = CLASS_NAME) -> tuple[Box | None, list[str]]:
-    """The object's box in a labelme file, normalised by the image size, and any warnings.
-
-    Raises FaceTrackerError listing every error in the file.
-    """
-    reading = read_labelme(Path(label_path), width, height, class_name)
-    if reading.errors:
-        raise FaceTrackerError("\n".join(reading.errors))
-    box = None if reading.box_px is None else normalise(reading.box_px, width, height)
-    return box, list(reading.warnings)
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading one image
 

@@ -571,7 +571,28 @@ def augment_targets(
     prune: bool = False,
     progress: bool = True,
 ) -> dict[str, AugmentSummary]:
-    """Bring the crops of several split folders up to date, with one pool for all (see `augment_split`)."""
+    """Bring the crops of several split folders up to date, with one pool for all.
+
+    A sample is written when it is missing or its fingerprint (source image bytes, the box read
+    from its label, seed, pipeline) no longer matches; an up-to-date sample is left alone.
+
+    Args:
+        targets: name -> a split folder (its frames and labelme files, read only) and where its
+            `<stem>.<k>.jpg` and `<stem>.<k>.json` go.
+        per_image: augmented samples per source image (the video: 60).
+        crop: crop side for the default pipeline (ignored when `transform` is given).
+        workers: processes to use, this one included; None: one per CPU core when there are at least
+            PARALLEL_MIN_SAMPLES samples to write, else 1.
+        seed: base seed; the same seed writes the same files whatever `workers` is.
+        transform: your own pipeline (an `A.Compose` with bbox_params label_fields=['class_labels']).
+        class_name: the labelme label of the object.
+        fresh: delete earlier outputs first and make every sample again.
+        prune: delete crops this run would not make (images gone from the split, k >= per_image)
+            instead of only reporting them.
+        progress: show a progress bar.
+    Returns:
+        name -> an AugmentSummary: samples written (and how many replaced outdated ones), up to date, failures.
+    """
     check_options(per_image, crop, workers, transform)
     transform = transform if transform is not None else build_transform(crop)
     early = early_workers(targets, per_image, workers, fresh)
@@ -611,39 +632,8 @@ def augment_targets(
     return summaries
 
 
-def augment_split(
-    images_dir: Path, labels_dir: Path, out_images: Path, out_labels: Path, **options
-) -> AugmentSummary:
-    """Bring the `per_image` augmented samples of every image in one split folder up to date.
-
-    A sample is written when it is missing or its fingerprint (source image bytes, the box read
-    from its label, seed, pipeline) no longer matches; an up-to-date sample is left alone.
-
-    Args:
-        images_dir, labels_dir: the split's frames and labelme files (read only).
-        out_images, out_labels: where `<stem>.<k>.jpg` and `<stem>.<k>.json` go.
-        options: as `augment_targets` takes them:
-        per_image: augmented samples per source image (the video: 60).
-        crop: crop side for the default pipeline (ignored when `transform` is given).
-        workers: processes to use, this one included; None: one per CPU core when there are at least
-            PARALLEL_MIN_SAMPLES samples to write, else 1.
-        seed: base seed; the same seed writes the same files whatever `workers` is.
-        transform: your own pipeline (an `A.Compose` with bbox_params label_fields=['class_labels']).
-        class_name: the labelme label of the object.
-        fresh: delete earlier outputs first and make every sample again.
-        prune: delete crops this run would not make (images gone from the split, k >= per_image)
-            instead of only reporting them.
-        progress: show a progress bar.
-
-    Returns:
-        An AugmentSummary: samples written (and how many replaced outdated ones), up to date, failures.
-    """
-    target = _Target(images_dir, labels_dir, out_images, out_labels)
-    return augment_targets({"split": target}, **options)["split"]
-
-
 def augment_dataset(paths: Paths, splits: Iterable[str] = SPLITS, **options) -> dict[str, AugmentSummary]:
-    """Augment data/<split> into aug_data/<split> for each split, one pool for all; options as `augment_split`."""
+    """Augment data/<split> into aug_data/<split> for each split, one pool for all; options as `augment_targets`."""
     targets = {
         split: _Target(
             paths.split_images(split), paths.split_labels(split), paths.aug_images(split), paths.aug_labels(split)

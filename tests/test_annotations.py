@@ -18,7 +18,6 @@ from facetracker.annotations import (
     labelme_command,
     launch_labelme,
     load_samples,
-    read_box,
     write_labelme,
 )
 from facetracker.config import Paths
@@ -166,8 +165,6 @@ def test_malformed_labels_are_errors(paths: Paths, text: str) -> None:
     label.write_text(text)
     report = check(paths)
     assert len(report.errors) == 1 and str(label) in report.errors[0] and "labelme" in report.errors[0]
-    with pytest.raises(FaceTrackerError, match="labelme"):
-        read_box(label, 640, 480)
 
 
 def test_truncated_and_fake_images_are_errors(paths: Paths) -> None:
@@ -227,12 +224,6 @@ def test_check_changes_nothing_and_formats_a_report(sample_paths: Paths, file_ha
     assert (report.images, report.positives, report.negatives, report.errors) == (20, 17, 3, [])
     text = report.format()
     assert "20 images, 17 with a box, 3 without" in text and "orphan.json" in text
-
-
-def test_read_box_keeps_its_old_contract(tmp_path: Path) -> None:
-    label = make_label(tmp_path / "a.json", [rect(320, 240, 0, 0)])
-    box, warnings = read_box(label, 640, 480)
-    assert box == pytest.approx((0, 0, 0.5, 0.5)) and warnings == []
 
 
 def test_write_labelme_matches_labelme_and_keeps_click_order(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from facetracker.augment import (
     augment_chunk,
     augment_dataset,
     augment_image,
-    augment_split,
+    augment_targets,
     build_transform,
     init_worker,
     plan_target,
@@ -29,6 +29,11 @@ from facetracker.config import CROP_SIZE, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import temp_path
 from facetracker.sample_data import make_sample_data
+
+
+def augment_split(images_dir: Path, labels_dir: Path, out_images: Path, out_labels: Path, **options):
+    """One split folder through `augment_targets`, the way `augment_dataset` runs each split."""
+    return augment_targets({"split": _Target(images_dir, labels_dir, out_images, out_labels)}, **options)["split"]
 
 TOLERANCE_PX = 3
 # The documented rule (augment.MIN_VISIBILITY, augment.MIN_BOX_PX), restated so a change to it shows here.
