@@ -114,7 +114,7 @@ def _as_list(outputs: object) -> list:
 
 def tflite_interpreter(path: Path) -> object:
     """A TFLite interpreter: LiteRT's (`ai_edge_litert`) when installed, else TensorFlow's (deprecated there)."""
-    threads = os.cpu_count() or 1  # the default is one thread; BENCHMARKS.md compares them
+    threads = os.cpu_count() or 1  # the interpreter's default is one thread; a frame is small work for each core
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:

@@ -11,10 +11,11 @@ epoch with the lowest validation loss. That model is then copied to facetracker.
 current model that evaluate, detect and export read. An interrupted run resumes in its folder
 (backup/ holds weights, optimizer state and the epoch counter); a NaN loss stops it cleanly.
 
-Several devices: `strategy="mirrored"` trains on all local GPUs (or CPUs); `strategy="multiworker"`
-reads the cluster from the TF_CONFIG environment variable and runs the same command on every
-machine (MultiWorkerMirroredStrategy; only the chief writes logs/train and the model, the others
-write below logs/worker-<index>). The dataset's batch is the global batch, split between the replicas.
+Several devices: `strategy="mirrored"` trains on all local GPUs (on a machine without one: on its one
+CPU device); `strategy="multiworker"` reads the cluster from the TF_CONFIG environment variable and runs
+the same command on every machine (MultiWorkerMirroredStrategy; only the chief writes logs/train and the
+model, the others write below logs/worker-<index>). The dataset's batch is the global batch, split between
+the replicas.
 """
 
 import csv
