@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 # TensorFlow's C++ start-up lines would bury our one-line messages; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -169,9 +170,16 @@ def _add_class(parser: argparse.ArgumentParser) -> None:
                         help="the one kind of object to detect (labelme label), default: %(default)s")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line, like every other error of the command (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: global --root, then one subcommand per step."""
-    parser = argparse.ArgumentParser(prog="facetracker", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="facetracker", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("."), help="folder holding data/, aug_data/, logs/")
     steps = parser.add_subparsers(dest="step", required=True, metavar="<step>")
 
