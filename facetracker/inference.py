@@ -34,6 +34,7 @@ from facetracker.geometry import Box, PixelBox, center_square, ordered
 
 MODEL_SUFFIXES = (".keras", ".tflite", "SavedModel folder")
 
+
 @dataclass(frozen=True)
 class FrameGeometry:
     """Where the model's input square lies in a frame, in frame pixels.
@@ -279,7 +280,7 @@ class Detector:
         return Detection(float(scores[0]), box_to_frame(box, geo), box)
 
 
-def load_keras(model_path: Path):
+def load_keras(model_path: Path) -> object:
     """The Keras model at `model_path` (safe mode); a clear error when it is missing."""
     if not model_path.is_file() or model_path.suffix != ".keras":
         raise FaceTrackerError(

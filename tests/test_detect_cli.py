@@ -67,6 +67,17 @@ def test_detect_on_a_glob_draws_only_confident_boxes(sample_root, model_file, tm
     assert cv2.absdiff(drawn, original).mean() < 3  # only JPEG re-encoding: no box under threshold 1.0
 
 
+def test_library_detect_numbers_image_runs_under_its_root(sample_root, model_file, tmp_path, monkeypatch):
+    """`detect()` on images with no output: <root>/runs/detect/predict, predict2, as the CLI does, not the cwd."""
+    monkeypatch.chdir(tmp_path)
+    source = str(sample_root / "data" / "images" / "*.jpg")
+    first, second = (detect(source=source, model=model_file, root=sample_root) for _ in range(2))
+    assert (first.output, second.output) == (sample_root / "runs" / "detect" / "predict",
+                                             sample_root / "runs" / "detect" / "predict2")
+    assert len((second.output / PREDICTIONS_FILE).read_text().splitlines()) == 20
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_detect_video_through_the_entry_point(sample_video, tflite_file, tmp_path):
     output = tmp_path / "annotated.avi"
