@@ -70,6 +70,16 @@ class Paths:
         """The current model: the best of the latest training run."""
         return self.root / MODEL_FILE
 
+    @property
+    def export(self) -> Path:
+        """Exported models (`facetracker export`)."""
+        return self.root / "export"
+
+    @property
+    def web(self) -> Path:
+        """The exported web page (`facetracker export --format web`, `facetracker serve`)."""
+        return self.export / "web"
+
     def split_images(self, split: str) -> Path:
         return self.data / split / "images"
 

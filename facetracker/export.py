@@ -3,7 +3,9 @@
 - SavedModel: Keras 3's `model.export(path, format="tf_saved_model")`, a standalone folder with
   a `serve` endpoint (TF Serving, `tf.saved_model.load`).
 - TFLite (LiteRT): Keras 3's `model.export(path, format="litert", ...)`, one `.tflite` file that
-  `facetracker detect --model model.tflite` runs with the LiteRT interpreter. Keras passes the
+  `facetracker detect --model model.tflite` runs with the LiteRT interpreter. Its input has a fixed
+  batch of one frame, [1, S, S, 3]: LiteRT.js (the web page, `facetracker.webpage`) refuses an open
+  batch, and the Python runner feeds one frame at a time anyway. Keras passes the
   quantization settings on to TensorFlow's TFLite converter, which is deprecated in TF 2.21 but is
   still the only converter for a Keras 3 model that offers quantization:
   - `none`: float32;
@@ -147,8 +149,16 @@ def export_model(
         if fmt == "savedmodel":
             model.export(str(target), format="tf_saved_model", verbose=False)
         else:
-            model.export(str(target), format="litert", verbose=False, **converter_options(quantize, representative))
+            model.export(str(target), format="litert", verbose=False, input_signature=[one_frame_spec(model)],
+                         **converter_options(quantize, representative))
     return target
+
+
+def one_frame_spec(model) -> object:
+    """The input of a TFLite export: one float32 frame, [1, S, S, 3] (no open batch dimension)."""
+    import keras
+
+    return keras.InputSpec(shape=(1, *model.input_shape[1:]), dtype="float32")
 
 
 @contextlib.contextmanager
