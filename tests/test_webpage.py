@@ -15,17 +15,18 @@ import cv2
 import numpy as np
 import pytest
 from trained_model import trained_model_file
-from web_browser import ENTRY_POINT, FAKE_CAMERA, blue_pixels, chromium, open_page, served, write_y4m
+from web_browser import ENTRY_POINT, FAKE_CAMERA, blue_pixels, chromium, missing, open_page, served
 
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.evaluate import iou
 from facetracker.realtime import PREDICTIONS_FILE, frame_to_input, tflite_interpreter
-from facetracker.sample_data import make_sample_data
+from facetracker.sample_data import make_sample_data, video_to_y4m
 from facetracker.split import split_dataset
 from facetracker.webpage import CONFIG_FILE, RUNTIME_FILES, integrity, runtime_folder
 
-pytestmark = pytest.mark.slow  # each test starts a browser, a server or a fresh Python
+# Each test starts a browser, a server or a fresh Python. .ci/run installs Chromium and runs npm ci.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 SCREENSHOT = Path(tempfile.gettempdir()) / "facetracker-web" / "camera.png"
 
 
@@ -141,7 +142,7 @@ def test_page_predicts_as_detect_on_the_test_frames(project, page_dir, tmp_path)
 
 
 def test_camera_shows_boxes_and_fps(page_dir, sample_video, tmp_path):
-    y4m = write_y4m(sample_video, tmp_path / "camera.y4m")
+    y4m = video_to_y4m(sample_video, tmp_path / "camera.y4m")
     requests = []
     with served(page_dir) as url, chromium(*FAKE_CAMERA, f"--use-file-for-fake-video-capture={y4m}") as browser:
         page = open_page(browser, url, requests)

@@ -1,7 +1,7 @@
 """Helpers for the web page tests: the page served by `facetracker serve`, Debian's Chromium driven by Playwright.
 
 Nothing downloads a browser: Playwright starts /usr/bin/chromium (`executable_path`). The page's camera is
-Chromium's fake device, fed from a .y4m file (`write_y4m`) when one is given.
+Chromium's fake device, fed from a .y4m file (`sample_data.video_to_y4m`) when one is given.
 """
 
 import subprocess
@@ -18,6 +18,20 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def missing() -> str | None:
+    """Why the page cannot be tested here (no Chromium, or the runtime not installed by `npm ci`), or None."""
+    from facetracker.errors import FaceTrackerError
+    from facetracker.webpage import runtime_folder
+
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} not found: install Debian's chromium package (.ci/run does)"
+    try:
+        runtime_folder()
+    except FaceTrackerError as error:
+        return str(error)
+    return None
 
 
 @contextmanager
@@ -45,24 +59,6 @@ def chromium(*args: str) -> Iterator[object]:
             yield browser
         finally:
             browser.close()
-
-
-def write_y4m(video: Path, path: Path) -> Path:
-    """A video file as a .y4m (YUV 4:2:0) that Chromium's fake camera plays in a loop."""
-    capture = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    height, width = frames[0].shape[:2]
-    with path.open("wb") as out:
-        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for frame in frames:
-            out.write(b"FRAME\n")
-            out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return path
 
 
 def open_page(browser: object, url: str, requests: list[str] | None = None) -> object:
