@@ -59,14 +59,16 @@ class WebExport:
                 f"{CONFIG_FILE}, {self.runtime}); open it with: facetracker serve {self.folder}")
 
 
-def pinned_versions(source: Path = PAGE_SOURCE) -> dict[str, str]:
-    """The runtime packages' versions that package-lock.json pins."""
+def pinned_versions(source: Path | None = None) -> dict[str, str]:
+    """The runtime packages' versions that package-lock.json (in `source`, default PAGE_SOURCE) pins."""
+    source = source or PAGE_SOURCE
     lock = json.loads((source / "package-lock.json").read_text())
     return {name: lock["packages"][f"node_modules/{name}"]["version"] for name in RUNTIME_PACKAGES}
 
 
-def runtime_folder(source: Path = PAGE_SOURCE) -> Path:
-    """node_modules below `source`, checked to hold the pinned runtime; one clear line when it does not."""
+def runtime_folder(source: Path | None = None) -> Path:
+    """node_modules below `source` (default PAGE_SOURCE), checked to hold the pinned runtime; one line when not."""
+    source = source or PAGE_SOURCE
     modules = source / "node_modules"
     fix = (f"run `npm ci` in {source} (it installs the LiteRT.js version package-lock.json pins and checks "
            "its integrity hashes), then export again")

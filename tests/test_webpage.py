@@ -6,6 +6,7 @@ The page runs a model trained for real (tests/trained_model.py) with LiteRT.js (
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -75,7 +76,8 @@ def test_export_writes_the_page_with_a_batch_one_model(page_dir):
     for name in ("app.js", "style.css", "vendor/litertjs/core/index.js", "vendor/litertjs/wasm-utils/index.js"):
         assert integrity(page_dir / name) in html, name
     for name in ("index.html", "app.js", "style.css"):
-        assert "://" not in (page_dir / name).read_text(), name
+        urls = re.findall(r"[a-z]+://[^\s\"'`]*", (page_dir / name).read_text())
+        assert all(url.startswith("http://127.0.0.1:") for url in urls), (name, urls)
 
 
 def test_export_without_the_runtime_says_to_run_npm_ci(project, tmp_path, monkeypatch):
@@ -98,6 +100,20 @@ def page_predictions(page, files: list[Path]) -> dict[str, dict]:
     return {Path(record["file"]).name: record for record in map(json.loads, lines)}
 
 
+def drop_file(page, path: Path, name: str) -> dict:
+    """Drop a file on the page's drop zone (a real DragEvent with the file); its predictions.jsonl record."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    page.evaluate("""([data, name]) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([Uint8Array.from(atob(data), c => c.charCodeAt(0))], name, {type: "image/jpeg"}));
+        document.querySelector("#drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true,
+                                                                             cancelable: true}));
+    }""", [data, name])
+    page.wait_for_function(f"document.querySelector('#predictions').textContent.includes('{name}')", timeout=60_000)
+    lines = page.text_content("#predictions").strip().splitlines()
+    return next(record for record in map(json.loads, lines) if record["file"] == name)
+
+
 def page_input(page, path: Path, method: str) -> np.ndarray:
     """The page's model input for an image file, made by its area averaging or by canvas drawImage."""
     data = base64.b64encode(path.read_bytes()).decode()
@@ -118,6 +134,7 @@ def test_page_predicts_as_detect_on_the_test_frames(project, page_dir, tmp_path)
         page = open_page(browser, url + "?camera=off", requests)
         assert page.get_attribute("body", "data-ready") == "model", page.text_content("#status")
         web = page_predictions(page, frames)
+        dropped = drop_file(page, frames[0], "dropped.jpg")
         area = [np.abs(page_input(page, f, "area") - frame_to_input(cv2.imread(str(f)))[0]) for f in frames]
         canvas = [np.abs(page_input(page, f, "canvas") - frame_to_input(cv2.imread(str(f)))[0]) for f in frames]
     assert sorted(web) == sorted(python) == sorted(f.name for f in frames)
@@ -133,9 +150,11 @@ def test_page_predicts_as_detect_on_the_test_frames(project, page_dir, tmp_path)
     print(f"page input vs cv2.INTER_AREA, in 8-bit levels: area averaging max {255 * max(a.max() for a in area):.0f}, "
           f"mean {255 * np.mean(area):.4f}; canvas drawImage max {255 * max(c.max() for c in canvas):.0f}, "
           f"mean {255 * np.mean(canvas):.4f}")
-    assert np.array_equal(faces_python, faces_web) and faces_python.sum() >= len(frames) // 2
+    assert np.array_equal(faces_python, faces_web)
+    assert 0 < faces_python.sum() < len(frames)  # both decisions occur, so agreeing on each means something
     assert mean_iou >= 0.95
     assert all(web[n]["width"] == 640 and web[n]["height"] == 480 for n in web)
+    assert {**dropped, "file": frames[0].name} == web[frames[0].name]  # dropping a file does what picking does
     # The page's resize is OpenCV's area averaging (within JPEG decoding), not the browser's drawImage.
     assert 255 * np.mean(area) < 0.5 < 255 * np.mean(canvas)
     assert requests and all(r.startswith(url) for r in requests), requests
