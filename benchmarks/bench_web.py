@@ -91,6 +91,8 @@ def screenshot(browser_type, folder: Path, video: Path) -> None:
         page = browser.new_page(viewport={"width": 1000, "height": 720})
         page.goto(url)
         page.wait_for_function("Number(document.querySelector('#view').dataset.boxes || 0) >= 10", timeout=300_000)
+        page.evaluate("window.facetracker.holdOnBox()")
+        page.wait_for_function("document.querySelector('#view').dataset.held === '1'", timeout=60_000)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
         log(f"screenshot {SCREENSHOT}")

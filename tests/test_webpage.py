@@ -153,6 +153,7 @@ def test_page_predicts_as_detect_on_the_test_frames(project, page_dir, tmp_path)
     assert np.array_equal(faces_python, faces_web)
     assert 0 < faces_python.sum() < len(frames)  # both decisions occur, so agreeing on each means something
     assert mean_iou >= 0.95
+    assert score_diff < 1e-3  # the same input reaches the same model: float rounding apart, the same scores
     assert all(web[n]["width"] == 640 and web[n]["height"] == 480 for n in web)
     assert {**dropped, "file": frames[0].name} == web[frames[0].name]  # dropping a file does what picking does
     # The page's resize is OpenCV's area averaging (within JPEG decoding), not the browser's drawImage.
@@ -166,13 +167,15 @@ def test_camera_shows_boxes_and_fps(page_dir, sample_video, tmp_path):
     with served(page_dir) as url, chromium(*FAKE_CAMERA, f"--use-file-for-fake-video-capture={y4m}") as browser:
         page = open_page(browser, url, requests)
         page.wait_for_function("Number(document.querySelector('#view').dataset.boxes || 0) >= 5", timeout=120_000)
+        page.evaluate("window.facetracker.holdOnBox()")  # a frame with a box stays on screen for the screenshot
+        page.wait_for_function("document.querySelector('#view').dataset.held === '1'", timeout=60_000)
         view = page.locator("#view")
-        fps = float(view.get_attribute("data-fps"))
+        fps, frames = float(view.get_attribute("data-fps")), view.get_attribute("data-frames")
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
         shot = view.screenshot()
         status = page.text_content("#status")
-    print(f"\ncamera page: {view.get_attribute('data-frames')} frames, {fps:.1f} FPS; screenshot {SCREENSHOT}")
+    print(f"\ncamera page: {frames} frames, {fps:.1f} FPS; screenshot {SCREENSHOT}")
     assert "Running" in status and fps > 0
     assert blue_pixels(shot) > 200  # the box's outline
     assert all(r.startswith(url) for r in requests), requests

@@ -10,7 +10,7 @@ const FIX = "Re-export the page with `facetracker export --format web`.";
 
 const $ = (id) => document.getElementById(id);
 const state = { config: null, model: null, runtime: null, threshold: 0.5, stream: null, running: false,
-                records: [], fps: 0, lastTick: 0 };
+                records: [], fps: 0, lastTick: 0, holdOnBox: false };
 
 /** Show one line of status; `kind` is "ok", "busy" or "error" (errors stay until the next success). */
 function status(text, kind = "ok") {
@@ -271,6 +271,11 @@ async function cameraLoop() {
       if (detection.score >= state.threshold) view.dataset.boxes = String(Number(view.dataset.boxes || 0) + 1);
       view.dataset.score = detection.score.toFixed(4);
       view.dataset.fps = state.fps.toFixed(1);
+      if (state.holdOnBox && detection.score >= state.threshold) { // a still frame for a screenshot
+        state.running = false;
+        view.dataset.held = "1";
+        return;
+      }
     } catch (error) {
       status(`The model failed on a camera frame (${error.message || error}).`, "error");
       state.running = false;
@@ -363,6 +368,10 @@ function wireThreshold() {
 
 // For tests and benchmarks: the page's own preprocessing and model, on bytes given by the caller.
 window.facetracker = {
+  /** Stop the camera loop on the next frame that shows a box (the frame stays on screen). */
+  holdOnBox() {
+    state.holdOnBox = true;
+  },
   async input(blob, method = "area") {
     const bitmap = await decode(blob);
     const size = state.model.size;
