@@ -92,7 +92,7 @@ def test_export_without_the_runtime_says_to_run_npm_ci(project, tmp_path, monkey
 
 
 def page_predictions(page, files: list[Path]) -> dict[str, dict]:
-    """Drop `files` on the page's file input; its predictions.jsonl lines by file name."""
+    """Pick `files` with the page's file input; its predictions.jsonl lines by file name."""
     page.set_input_files("#files", [str(f) for f in files])
     page.wait_for_function(f"document.querySelector('#predictions').textContent.trim().split('\\n').length"
                            f" >= {len(files)}", timeout=120_000)
