@@ -4,10 +4,10 @@ Each model is exported by `facetracker.webpage.export_web` (a batch-1 `.tflite`,
 calibrated on the session's aug_data/train images), served by `facetracker.serve` on 127.0.0.1 and
 opened in Debian's headless Chromium (Playwright, `executable_path`), where LiteRT.js runs it with its
 `wasm` accelerator (XNNPack, one thread: the page is not cross-origin isolated, so no threaded build).
-The page times itself (`window.facetracker.time`): "model" is one call on a fixed input, "frame" a
-640x480 frame through the page's preprocessing (centre square, area averaging to 120 px) and the
-model. Python runs the same `.tflite` files with LiteRT (`ai_edge_litert`) on one thread and on every
-core, model call only. Browser and Python take turns, round after round. The small model is the
+The page times itself (`window.facetracker.time`): "model" is one call on a fixed input, "preprocess"
+turns a 640x480 frame into the model's input (centre square, area averaging to 120 px, in JavaScript).
+Python runs the same `.tflite` files with LiteRT (`ai_edge_litert`) on one thread and on every core,
+model call only. Browser and Python take turns, round after round. The small model is the
 quick preset trained on the sample session; VGG16 has random weights (`--weights none`: speed does
 not depend on them). The run also writes the README's screenshot, docs/web.png: the page on a fake
 camera playing the sample video, with the trained small model.
@@ -122,7 +122,7 @@ def run(quick: bool) -> dict:
             pages[(backbone, kind)] = export
             log(f"{backbone} {kind}: {export.model.stat().st_size / 1e6:.1f} MB")
     threads = os.cpu_count() or 1
-    times = {key: {"page model": [], "page frame": [], "Python 1 thread": [], f"Python {threads} threads": []}
+    times = {key: {"page model": [], "page preprocess": [], "Python 1 thread": [], f"Python {threads} threads": []}
              for key in pages}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -133,7 +133,7 @@ def run(quick: bool) -> dict:
                 calls = cfg["calls"] if key[0] == "small" else max(cfg["calls"] // 3, 3)
                 row = times[key]
                 row["page model"].append(page.evaluate(f"window.facetracker.time({calls}, 'model')"))
-                row["page frame"].append(page.evaluate(f"window.facetracker.time({calls}, 'frame')"))
+                row["page preprocess"].append(page.evaluate(f"window.facetracker.time({calls}, 'preprocess')"))
                 row["Python 1 thread"].append(python_ms(pages[key].model, 1, calls))
                 row[f"Python {threads} threads"].append(python_ms(pages[key].model, threads, calls))
             latest = {key: (row["page model"][-1], row["Python 1 thread"][-1]) for key, row in times.items()}
@@ -153,10 +153,10 @@ def run(quick: bool) -> dict:
               f"{r['page model']['median'] / r['Python 1 thread']['median']:.2f}x"] for r in rows]
     findings = []
     for r in rows:
-        web, python, frame = (r[c]["median"] for c in ("page model", "Python 1 thread", "page frame"))
+        web, python, prep = (r[c]["median"] for c in ("page model", "Python 1 thread", "page preprocess"))
         findings.append(f"{r['backbone']} {r['quantize']}: the page's model call takes {web / python:.2f}x Python "
-                        f"LiteRT's on one thread ({web:.1f} vs {python:.1f} ms); preprocessing a 640x480 frame adds "
-                        f"{frame - web:.1f} ms in the page.")
+                        f"LiteRT's on one thread ({web:.1f} vs {python:.1f} ms); the page's preprocessing of a "
+                        f"640x480 frame takes {prep:.1f} ms.")
     return {
         "title": "The web page: LiteRT.js (wasm) in Chromium against Python LiteRT",
         "tables": [{
