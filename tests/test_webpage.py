@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import cv2
+import matplotlib
 import numpy as np
 import pytest
 from trained_model import trained_model_file
@@ -29,6 +30,7 @@ from facetracker.webpage import CONFIG_FILE, RUNTIME_FILES, integrity, runtime_f
 # Each test starts a browser, a server or a fresh Python. .ci/run installs Chromium and runs npm ci.
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 SCREENSHOT = Path(tempfile.gettempdir()) / "facetracker-web" / "camera.png"
+PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"  # 512x600
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
@@ -135,8 +137,10 @@ def test_page_predicts_as_detect_on_the_test_frames(project, page_dir, tmp_path)
         assert page.get_attribute("body", "data-ready") == "model", page.text_content("#status")
         web = page_predictions(page, frames)
         dropped = drop_file(page, frames[0], "dropped.jpg")
-        area = [np.abs(page_input(page, f, "area") - frame_to_input(cv2.imread(str(f)))[0]) for f in frames]
-        canvas = [np.abs(page_input(page, f, "canvas") - frame_to_input(cv2.imread(str(f)))[0]) for f in frames]
+        # The test frames (640x480: 4x4 pixels per input pixel) and a portrait whose square is not a multiple of 120.
+        images = [*frames, PORTRAIT]
+        area = [np.abs(page_input(page, f, "area") - frame_to_input(cv2.imread(str(f)))[0]) for f in images]
+        canvas = [np.abs(page_input(page, f, "canvas") - frame_to_input(cv2.imread(str(f)))[0]) for f in images]
     assert sorted(web) == sorted(python) == sorted(f.name for f in frames)
     faces_python = np.array([python[n]["score"] >= 0.5 for n in sorted(python)])
     faces_web = np.array([web[n]["score"] >= 0.5 for n in sorted(python)])
