@@ -146,11 +146,20 @@ def _detect(args: argparse.Namespace, paths: Paths) -> None:
 def _export(args: argparse.Namespace, paths: Paths) -> int:
     from facetracker.export import export_project
 
-    out, check = export_project(paths, args.model, fmt=args.format, out_dir=args.out, quantize=args.quantize,
-                                calibration=args.calibration)
-    print(f"exported {args.format} model ({args.quantize}) to {out} ({file_size(out) / 1e6:.2f} MB)")
+    result, check = export_project(paths, args.model, fmt=args.format, out_dir=args.out, quantize=args.quantize,
+                                   calibration=args.calibration, class_name=args.cls)
+    if args.format == "web":
+        print(result.format())
+    else:
+        print(f"exported {args.format} model ({args.quantize}) to {result} ({file_size(result) / 1e6:.2f} MB)")
     print(check.format())
     return 0 if check.ok else 1
+
+
+def _serve(args: argparse.Namespace, paths: Paths) -> None:
+    from facetracker.serve import serve
+
+    serve(args.folder or paths.web, host=args.host, port=args.port)
 
 
 def file_size(path: Path) -> int:
@@ -278,14 +287,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-frames", type=int)
     _add_class(sub)
 
-    sub = step("export", _export, "export the model as a SavedModel or TFLite file (optionally quantized)")
-    sub.add_argument("--format", choices=["savedmodel", "tflite"], default="tflite")
+    sub = step("export", _export, "export the model: SavedModel, TFLite (optionally quantized) or a web page")
+    sub.add_argument("--format", choices=["savedmodel", "tflite", "web"], default="tflite",
+                     help="web: a static page running the model on the webcam (export/web/; see facetracker serve)")
     sub.add_argument("--quantize", choices=["none", "float16", "dynamic", "int8"], default="none",
-                     help="TFLite only: float16 or int8 weights (dynamic), or full int8 (default: none)")
+                     help="TFLite and web only: float16 or int8 weights (dynamic), or full int8 (default: none)")
     sub.add_argument("--calibration", type=Path,
                      help="int8: folder of training images to calibrate on (default: aug_data/train/images)")
     sub.add_argument("--model", type=Path)
-    sub.add_argument("--out", type=Path, help="output folder (default: export/)")
+    sub.add_argument("--out", type=Path, help="output folder (default: export/, for --format web export/web/)")
+    _add_class(sub)
+
+    sub = step("serve", _serve, "serve the exported web page on this machine (http://127.0.0.1:8000/)")
+    sub.add_argument("folder", nargs="?", type=Path, metavar="DIR", help="the page's folder (default: export/web)")
+    sub.add_argument("--port", type=int, default=8000, help="default: %(default)s (0: any free port)")
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: %(default)s; browsers open the camera only on localhost)")
 
     sub = step("demo", _demo, "sample-data, check, split, augment, train, evaluate in one go")
     sub.add_argument("--preset", default="quick", choices=config.PRESET_NAMES, help="default: %(default)s")

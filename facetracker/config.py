@@ -75,7 +75,7 @@ class Paths:
 
     @property
     def export(self) -> Path:
-        """Exported models (SavedModel folders, .tflite files)."""
+        """Exported models (`facetracker export`: SavedModel folders, .tflite files, the web page)."""
         return self.root / "export"
 
     @property
@@ -91,6 +91,11 @@ class Paths:
     def model(self) -> Path:
         """The current model: the best of the latest training run."""
         return self.root / MODEL_FILE
+
+    @property
+    def web(self) -> Path:
+        """The exported web page (`facetracker export --format web`, `facetracker serve`)."""
+        return self.export / "web"
 
     def split_images(self, split: str) -> Path:
         return self.data / split / "images"

@@ -3,7 +3,9 @@
 - SavedModel: Keras 3's `model.export(path, format="tf_saved_model")`, a standalone folder with
   a `serve` endpoint (TF Serving, `tf.saved_model.load`).
 - TFLite (LiteRT): Keras 3's `model.export(path, format="litert", ...)`, one `.tflite` file that
-  `facetracker detect --model model.tflite` runs with the LiteRT interpreter. Keras passes the
+  `facetracker detect --model model.tflite` runs with the LiteRT interpreter. Its input has a fixed
+  batch of one frame, [1, S, S, 3]: LiteRT.js (the web page, `facetracker.webpage`) refuses an open
+  batch, and the Python runner feeds one frame at a time anyway. Keras passes the
   quantization settings on to TensorFlow's TFLite converter, which is deprecated in TF 2.21 but is
   still the only converter for a Keras 3 model that offers quantization:
   - `none`: float32;
@@ -25,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facetracker.config import IMAGE_EXTENSIONS, SCORE_THRESHOLD, Paths
+from facetracker.config import CLASS_NAME, IMAGE_EXTENSIONS, SCORE_THRESHOLD, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import read_image
 from facetracker.geometry import iou, ordered, shows_object
 from facetracker.inference import Detector, frame_to_input, load_keras
+from facetracker.webpage import WebExport
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -139,8 +142,16 @@ def export_model(
         if fmt == "savedmodel":
             model.export(str(target), format="tf_saved_model", verbose=False)
         else:
-            model.export(str(target), format="litert", verbose=False, **converter_options(quantize, representative))
+            model.export(str(target), format="litert", verbose=False, input_signature=[one_frame_spec(model)],
+                         **converter_options(quantize, representative))
     return target
+
+
+def one_frame_spec(model) -> object:
+    """The input of a TFLite export: one float32 frame, [1, S, S, 3] (no open batch dimension)."""
+    import keras
+
+    return keras.InputSpec(shape=(1, *model.input_shape[1:]), dtype="float32")
 
 
 @contextlib.contextmanager
@@ -248,14 +259,22 @@ def check_export(
 
 
 def export_project(paths: Paths, model: Path | None = None, fmt: str = "tflite", out_dir: Path | None = None,
-                   quantize: str = "none", calibration: Path | None = None) -> tuple[Path, ExportCheck]:
+                   quantize: str = "none", calibration: Path | None = None,
+                   class_name: str = CLASS_NAME) -> tuple[Path | WebExport, ExportCheck]:
     """The `export` step: export the current model (or `model`) into export/ and check it.
 
-    int8 calibrates on `calibration` (default: aug_data/train/images); the check compares the export with
-    the Keras model on aug_data/val/images (random inputs when there are none).
+    `fmt="web"` writes the web page into export/web/ instead (`webpage.export_web`) and returns what it
+    wrote. int8 calibrates on `calibration` (default: aug_data/train/images); the check compares the
+    exported model with the Keras model on aug_data/val/images (random inputs when there are none).
     """
     model = model or paths.model
     representative = (calibration or paths.aug_images("train")) if quantize == "int8" else None
+    if fmt == "web":
+        from facetracker.webpage import export_web
+
+        page = export_web(model, out_dir or paths.web, quantize=quantize, representative=representative,
+                          class_name=class_name)
+        return page, check_export(model, page.model, images=paths.aug_images("val"))
     out = export_model(model, fmt=fmt, out_dir=out_dir or paths.export, quantize=quantize,
                        representative=representative)
     return out, check_export(model, out, images=paths.aug_images("val"))

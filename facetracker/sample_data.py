@@ -276,3 +276,21 @@ def write_sample_video(path: Path, frames: int = 60, fps: int = 15, seed: int = 
     finally:
         writer.release()
     return path
+
+
+def video_to_y4m(video: Path, path: Path) -> Path:
+    """A video file as a .y4m (YUV 4:2:0): the file Chromium's fake camera plays in a loop
+    (`--use-file-for-fake-video-capture`), which tests and benchmarks of the web page use as a webcam."""
+    capture = cv2.VideoCapture(str(video))
+    path = Path(path)
+    with path.open("wb") as out:
+        ok, frame = capture.read()
+        if not ok:
+            raise FaceTrackerError(f"{video}: no frame could be read; give a video file OpenCV can open.")
+        height, width = frame.shape[:2]
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        while ok:
+            out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+            ok, frame = capture.read()
+    capture.release()
+    return path

@@ -73,6 +73,18 @@ def test_check_export_fails_for_a_different_model(model_file, tflite_file, tmp_p
     assert not check_export(tmp_path / "other.keras", tflite_file).ok
 
 
+def test_tflite_takes_one_frame_and_python_runs_a_batch_frame_by_frame(model_file, frames, tflite_file):
+    from facetracker.realtime import tflite_interpreter
+
+    # A fixed batch of 1: LiteRT.js (the web page) refuses an open batch dimension.
+    assert list(tflite_interpreter(tflite_file).get_input_details()[0]["shape_signature"]) == [1, 120, 120, 3]
+    scores, boxes = Detector.load(tflite_file).predict(frames)
+    keras_scores, keras_boxes = Detector.load(model_file).predict(frames)
+    assert scores.shape == (len(frames),) and boxes.shape == (len(frames), 4)
+    np.testing.assert_allclose(scores, keras_scores, atol=1e-4)
+    np.testing.assert_allclose(boxes, keras_boxes, atol=1e-4)
+
+
 def test_tflite_detector_matches_keras_on_a_frame(model_file, tflite_file, sample_video):
     frame = cv2.VideoCapture(str(sample_video)).read()[1]
     a, b = Detector.load(model_file)(frame), Detector.load(tflite_file)(frame)
