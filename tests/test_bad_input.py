@@ -262,6 +262,7 @@ CASES = [
     Case("count-not-a-number", None, ("sample-data", "--count", "abc"), ("--count", "invalid int value"), "usage"),
     Case("ratios-two-values", None, ("split", "--ratios", "0.5", "0.5"), ("--ratios", "expected 3"), "usage"),
     Case("demo-frames-negative", None, ("demo", "--frames", "-1"), ("--frames -1", ">= 1")),
+    Case("serve-no-page", None, ("serve",), ("holds no index.html", "facetracker export --format web")),
 ]
 
 
