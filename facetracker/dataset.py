@@ -13,9 +13,10 @@ real-time path sees them: the centre square of the frame, resized to 120 (the ge
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -138,8 +139,19 @@ def make_frame_dataset(images_dir: Path, labels_dir: Path, class_name: str = CLA
     return finish(dataset.map(load, num_parallel_calls=PARALLEL_CALLS), batch_size)
 
 
-def datasets(paths: Paths, batch_size: int = BATCH_SIZE, image_size: int = IMAGE_SIZE,
-             seed: int | None = None) -> dict[str, tf.data.Dataset]:
-    """Shuffled batches of aug_data/<split> for train, test and val (as the video)."""
-    return {split: make_dataset(paths.aug_images(split), paths.aug_labels(split), batch_size, True, image_size, seed)
-            for split in SPLITS}
+def datasets(paths: Paths, batch_size: int = BATCH_SIZE, image_size: int = IMAGE_SIZE, seed: int = 0,
+             splits: Sequence[str] = SPLITS, make: Callable[..., tf.data.Dataset] = make_dataset
+             ) -> dict[str, tf.data.Dataset]:
+    """Batches of aug_data/<split> for each split: what `facetracker train` and the notebook train on.
+
+    Only the training split is shuffled, with `seed`; the others stay in file order. The global seed is
+    set first, because tf.data draws its shuffle seeds when a dataset is made: the same seed gives the
+    same batches in the notebook and on the command line.
+
+    Args:
+        make: builds one split's pipeline with `make_dataset`'s signature (the notebook passes its own).
+    """
+    keras.utils.set_random_seed(seed)
+    return {split: make(paths.aug_images(split), paths.aug_labels(split), batch_size, shuffle=split == "train",
+                        image_size=image_size, seed=seed)
+            for split in splits}
