@@ -188,15 +188,17 @@ def test_optimizer_cell_is_the_package_one(preset):
 
 
 @pytest.mark.slow
-def test_an_edited_learning_rate_reaches_training(aug_paths):
+def test_an_edited_learning_rate_and_decay_reach_training(aug_paths):
     source = cell_source("optimizer").replace("LEARNING_RATE = settings.learning_rate", "LEARNING_RATE = 5e-4")
+    source = source.replace("lr_decay = 1 / 0.75 - 1", "lr_decay = 1.0")  # half the rate after one epoch
     opt = optimizer_from_cell(source, "quick", 5)
     data = dataset.datasets(aug_paths, 4, seed=0, splits=("train", "val"))
     result = train.train(aug_paths, data["train"], data["val"], preset="quick", epochs=1, verbose=0, optimizer=opt,
                          head_units=16)
     run = json.loads((result.log_dir / train.RUN_FILE).read_text())
     assert run["learning_rate"] == 5e-4
-    assert run["optimizer"]["config"]["learning_rate"]["config"]["initial_learning_rate"] == 5e-4
+    schedule = run["optimizer"]["config"]["learning_rate"]["config"]  # the optimizer that trained, as built
+    assert schedule["initial_learning_rate"] == 5e-4 and schedule["decay_rate"] == 1.0
     assert result.config.learning_rate == 5e-4
     keras.backend.clear_session()
 
