@@ -510,8 +510,8 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     """
     config = resolve_preset(preset, **settings)
     recipe = Recipe(build_model or models.build_model, localization_loss, tracker_class or FaceTracker, optimizer)
-    if optimizer is not None:
-        config = dataclasses.replace(config, **optimizer_settings(optimizer))
+    if optimizer is not None:  # read from a fresh copy: the user's may have taken steps already
+        config = dataclasses.replace(config, **optimizer_settings(recipe.optimizer_for(config, 1)))
     _require_tensorboard()
     run_dir = run_folder(paths, name)
     backup, history_path = run_dir / BACKUP_DIR, run_dir / HISTORY_FILE
