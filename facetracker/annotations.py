@@ -438,7 +438,7 @@ def load_samples(images_dir: Path, labels_dir: Path, class_name: str = CLASS_NAM
 
 def labelled_frames(images_dir: Path, labels_dir: Path, class_name: str) -> tuple[list[Sample], list[Box | None]]:
     """A folder's labelled frames and their boxes in the centre square (None: no face there, by the visibility
-    rule): the truth evaluation scores against, and what `dataset.make_frame_dataset` loads."""
+    rule): the truth evaluation scores against, as `inference.frame_to_input` frames it."""
     samples = load_samples(images_dir, labels_dir, class_name)
     if not samples:
         raise FaceTrackerError(f"{images_dir}: no images; run `facetracker split` first, or point to a folder "

@@ -12,8 +12,10 @@ scores augmented samples without importing TensorFlow.
 """
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from facetracker.config import BATCH_SIZE, IMAGE_SIZE, SPLITS, Paths
@@ -70,8 +72,19 @@ def make_dataset(images_dir: Path, labels_dir: Path, batch_size: int = BATCH_SIZ
     return finish(dataset, batch_size)
 
 
-def datasets(paths: Paths, batch_size: int = BATCH_SIZE, image_size: int = IMAGE_SIZE,
-             seed: int | None = None) -> dict[str, tf.data.Dataset]:
-    """Shuffled batches of aug_data/<split> for train, test and val (as the video)."""
-    return {split: make_dataset(paths.aug_images(split), paths.aug_labels(split), batch_size, True, image_size, seed)
-            for split in SPLITS}
+def datasets(paths: Paths, batch_size: int = BATCH_SIZE, image_size: int = IMAGE_SIZE, seed: int = 0,
+             splits: Sequence[str] = SPLITS, make: Callable[..., tf.data.Dataset] = make_dataset
+             ) -> dict[str, tf.data.Dataset]:
+    """Batches of aug_data/<split> for each split: what `facetracker train` and the notebook train on.
+
+    Only the training split is shuffled, with `seed`; the others stay in file order. The global seed is
+    set first, because tf.data draws its shuffle seeds when a dataset is made: the same seed gives the
+    same batches in the notebook and on the command line.
+
+    Args:
+        make: builds one split's pipeline with `make_dataset`'s signature (the notebook passes its own).
+    """
+    keras.utils.set_random_seed(seed)
+    return {split: make(paths.aug_images(split), paths.aug_labels(split), batch_size, shuffle=split == "train",
+                        image_size=image_size, seed=seed)
+            for split in splits}

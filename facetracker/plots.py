@@ -79,9 +79,10 @@ def plot_curves(history: dict[str, list[float]], names: Sequence[str], path: Pat
     """The tutorial's plots, one per loss (train vs val), side by side, saved as a PNG."""
     figure = Figure(figsize=(5 * len(names), 4))
     titles = {"loss": "Total Loss", "class_loss": "Class Loss", "regress_loss": "Regress Loss"}
+    marker = "o" if len(history.get(names[0], [])) == 1 else None  # one epoch is a point: a line needs two
     for ax, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True):
-        ax.plot(history.get(name, []), color="teal", label="train")
-        ax.plot(history.get(f"val_{name}", []), color="orange", label="val")
+        ax.plot(history.get(name, []), color="teal", label="train", marker=marker)
+        ax.plot(history.get(f"val_{name}", []), color="orange", label="val", marker=marker)
         ax.set(title=titles.get(name, name), xlabel="epoch")
         ax.legend()
     return save_figure(figure, path, dpi=80)

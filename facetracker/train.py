@@ -296,11 +296,14 @@ def run_folder(paths: Paths, name: str | None = None) -> Path:
     return next_run_dir(runs, RUN_PREFIX)
 
 
-def _check_resume(run_file: Path, config: TrainConfig, parameters: int, resuming: bool) -> None:
+def _check_resume(run_file: Path, config: TrainConfig, parameters: int, resuming: bool,
+                  optimizer: dict[str, Any] | None = None) -> None:
     """Record this run's settings; refuse to resume an interrupted run that had other settings."""
     settings = dataclasses.asdict(config)
     settings.pop("epochs")  # resuming with more (or fewer) epochs is fine
     settings["parameters"] = parameters  # an edited model builder cannot load the old backup
+    if optimizer is not None:
+        settings["optimizer"] = optimizer  # the notebook's own optimizer, as it was built
     if resuming and run_file.is_file():
         before = json.loads(run_file.read_text())
         if before != settings:
@@ -392,17 +395,40 @@ class Recipe:
     - `tracker_class(detector)` is a keras.Model with the video's `compile(optimizer, classloss,
       localizationloss)`, a `detector` attribute and a `train_step` that logs loss (the total),
       class_loss and regress_loss.
+    - `optimizer` is a Keras optimizer (the notebook's Adam with its learning-rate schedule); each run
+      trains a fresh copy made from its config, so running the training cell again starts from step 0.
     """
 
     build_model: Callable[..., keras.Model] = models.build_model
     localization_loss: Callable[..., Any] | None = None
     tracker_class: type[keras.Model] = FaceTracker
+    optimizer: keras.optimizers.Optimizer | None = None
 
     def loss_for(self, config: TrainConfig) -> Callable[..., Any]:
         """The user's loss, else the tutorial's (or the masked one when the settings ask for it)."""
         if self.localization_loss is not None:
             return self.localization_loss
         return masked_localization_loss if config.masked else localization_loss
+
+    def optimizer_for(self, config: TrainConfig, batches_per_epoch: int) -> keras.optimizers.Optimizer:
+        """A fresh copy of the user's optimizer, else the package's Adam for these settings."""
+        if self.optimizer is None:
+            return make_optimizer(batches_per_epoch, config.learning_rate, config.ema_momentum)
+        return type(self.optimizer).from_config(self.optimizer.get_config())
+
+
+def optimizer_settings(optimizer: keras.optimizers.Optimizer) -> dict[str, Any]:
+    """The learning rate at step 0 and the EMA momentum (0: off) of a new optimizer, as TrainConfig names them."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # unwrap a LossScaleOptimizer
+    # A float32 variable: 7 significant digits give back the number typed (5e-4, not 0.00050000002).
+    return {"learning_rate": float(f"{float(optimizer.learning_rate):.7g}"),
+            "ema_momentum": float(optimizer.ema_momentum) if optimizer.use_ema else 0.0}
+
+
+def optimizer_record(optimizer: keras.optimizers.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and config (its schedule included) as plain JSON, for run.json."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return json.loads(json.dumps(keras.optimizers.serialize(optimizer), default=str))
 
 
 def build_tracker(config: TrainConfig, input_size: int, batches_per_epoch: int,
@@ -418,7 +444,7 @@ def build_tracker(config: TrainConfig, input_size: int, batches_per_epoch: int,
         with strategy.scope():
             detector = recipe.build_model(config.backbone, input_size, config.weights, config.head_units)
             tracker = recipe.tracker_class(detector, name="facetracker_trainer")
-            optimizer = make_optimizer(batches_per_epoch, config.learning_rate, config.ema_momentum)
+            optimizer = recipe.optimizer_for(config, batches_per_epoch)
             jit = {"jit_compile": switched_on(config.jit_compile)}
             if config.masked:
                 tracker.compile(optimizer, classification_loss(), recipe.loss_for(config), masked=True, **jit)
@@ -459,7 +485,8 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
           strategy: str | tf.distribute.Strategy | None = None, callbacks: list | tuple = (),
           verbose: str | int = "auto", build_model: Callable[..., keras.Model] | None = None,
           localization_loss: Callable[..., Any] | None = None, tracker_class: type[keras.Model] | None = None,
-          name: str | None = None, **settings: Any) -> TrainResult:
+          name: str | None = None, optimizer: keras.optimizers.Optimizer | None = None,
+          **settings: Any) -> TrainResult:
     """Train the detector on batched (image, (class, box)) datasets.
 
     Args:
@@ -472,6 +499,8 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
         verbose: passed to `fit`.
         build_model, localization_loss, tracker_class: your own versions of the pieces the video teaches
             (see `Recipe`); None keeps the package's.
+        optimizer: your Keras optimizer (a fresh copy trains); its learning rate at step 0 and EMA momentum
+            replace the preset's in the run's settings, and run.json records its config. None: the preset's Adam.
         name: the run folder below logs/train (default: a new exp<N>, or the latest one if it was interrupted).
 
     Returns:
@@ -481,7 +510,9 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
         the same settings.
     """
     config = resolve_preset(preset, **settings)
-    recipe = Recipe(build_model or models.build_model, localization_loss, tracker_class or FaceTracker)
+    recipe = Recipe(build_model or models.build_model, localization_loss, tracker_class or FaceTracker, optimizer)
+    if optimizer is not None:  # read from a fresh copy: the user's may have taken steps already
+        config = dataclasses.replace(config, **optimizer_settings(recipe.optimizer_for(config, 1)))
     _require_tensorboard()
     run_dir = run_folder(paths, name)
     backup, history_path = run_dir / BACKUP_DIR, run_dir / HISTORY_FILE
@@ -489,7 +520,8 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     input_size = int(train_ds.element_spec[0].shape[1])
     tracker = build_tracker(config, input_size, _batches(train_ds), make_strategy(strategy), recipe)
     resuming = (backup / "training_metadata.json").is_file()
-    _check_resume(run_dir / RUN_FILE, config, tracker.detector.count_params(), resuming)
+    _check_resume(run_dir / RUN_FILE, config, tracker.detector.count_params(), resuming,
+                  optimizer_record(tracker.optimizer) if optimizer is not None else None)
     if not resuming:
         history_path.unlink(missing_ok=True)
     rows = read_history_rows(history_path)
@@ -535,13 +567,10 @@ def train_from_paths(paths: Paths, preset: str | None = "tutorial",
                      image_size: int = IMAGE_SIZE, verbose: str | int = "auto",
                      name: str | None = None, callbacks: list | tuple = (), **settings: Any) -> TrainResult:
     """Train on aug_data/train, validate on aug_data/val (what `facetracker train` runs)."""
-    from facetracker.dataset import make_dataset
+    from facetracker.dataset import datasets
 
     strategy = make_strategy(strategy)  # before any other TensorFlow call: a multi-worker strategy must be first
     config = resolve_preset(preset, batch_size=batch_size, **settings)
-    keras.utils.set_random_seed(config.seed)  # tf.data draws its shuffle seeds when the dataset is made
-    train_ds, val_ds = (make_dataset(paths.aug_images(split), paths.aug_labels(split), config.batch_size,
-                                     shuffle=split == "train", image_size=image_size, seed=config.seed)
-                        for split in ("train", "val"))
-    return train(paths, train_ds, val_ds, preset=preset, strategy=strategy, verbose=verbose, name=name,
+    data = datasets(paths, config.batch_size, image_size, config.seed, splits=("train", "val"))
+    return train(paths, data["train"], data["val"], preset=preset, strategy=strategy, verbose=verbose, name=name,
                  callbacks=callbacks, **dataclasses.asdict(config))

@@ -3,7 +3,7 @@
 The folder it writes (default `export/web/`) works offline and loads nothing from another host:
 
 - `index.html`, `app.js`, `style.css`: the page (sources in `facetracker/web/`). It runs the model on
-  the webcam and on image files with LiteRT.js (wasm), preprocessing as `realtime.frame_to_input` does;
+  the webcam and on image files with LiteRT.js (wasm), preprocessing as `inference.frame_to_input` does;
 - `<model>.tflite`: the model with a fixed batch of one frame (LiteRT.js refuses an open batch);
 - `model.json`: what the page must know: input size, class name, threshold, and which output is the
   score and which the box (TFLite orders them box first, so the page picks them by name and shape);

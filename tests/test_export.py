@@ -74,7 +74,7 @@ def test_check_export_fails_for_a_different_model(model_file, tflite_file, tmp_p
 
 
 def test_tflite_takes_one_frame_and_python_runs_a_batch_frame_by_frame(model_file, frames, tflite_file):
-    from facetracker.realtime import tflite_interpreter
+    from facetracker.inference import tflite_interpreter
 
     # A fixed batch of 1: LiteRT.js (the web page) refuses an open batch dimension.
     assert list(tflite_interpreter(tflite_file).get_input_details()[0]["shape_signature"]) == [1, 120, 120, 3]

@@ -238,3 +238,51 @@ def test_a_window_that_cannot_open_is_one_clear_error(tmp_path: Path, small_mode
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("facetracker detect: error: the window could not open")
     assert "--no-display" in done.stderr
+
+
+def test_notebook_loop_cell_shows_a_window_and_q_ends_it(x_env: dict[str, str], tmp_path: Path,
+                                                         small_model: Path) -> None:
+    """The notebook's real-time loop cell in a real kernel on a display: its window shows the video, q ends it."""
+    import threading
+
+    import nbformat
+    from jupyter_client import KernelManager
+
+    notebook = nbformat.read(Path(__file__).resolve().parents[1] / "FaceDetection.ipynb", as_version=4)
+    imports = next(c.source for c in notebook.cells if c.cell_type == "code" and "from facetracker import" in c.source)
+    loop = next(c.source for c in notebook.cells if "loop" in c.metadata.get("tags", []))
+    video = write_long_video(tmp_path / "camera.mp4", frames=DETECT_FRAMES)
+    shutil.copy(small_model, Paths(tmp_path).model)
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path), env={**x_env, "TF_ENABLE_ONEDNN_OPTS": "0"})
+    kernel = manager.client()
+    kernel.start_channels()
+    printed, result = [], {}
+    try:
+        kernel.wait_for_ready(timeout=60)
+        setup = (f"from pathlib import Path\nROOT = Path({str(tmp_path)!r})\nCLASS_NAME = 'face'\n"
+                 f"camera = {str(video)!r}\n{imports}\npaths.logs.mkdir(parents=True, exist_ok=True)")
+        assert kernel.execute_interactive(setup, timeout=120)["content"]["status"] == "ok"
+
+        def run_loop() -> None:
+            result["reply"] = kernel.execute_interactive(
+                loop.replace("MAX_FRAMES = 300", f"MAX_FRAMES = {DETECT_FRAMES}"), timeout=300,
+                output_hook=lambda message: printed.append(message["content"].get("text", "")))
+
+        running = threading.Thread(target=run_loop)
+        running.start()
+        deadline, window = time.monotonic() + WINDOW_TIMEOUT_S, ""
+        while not window and time.monotonic() < deadline and running.is_alive():
+            window = xdotool(x_env, "search", "--onlyvisible", "--name", "FaceTracker - q quits").split("\n")[0]
+            time.sleep(0.2)
+        assert window, f"no window opened: {''.join(printed)[-2000:]}"
+        pixels = wait_for_picture(x_env, window, tmp_path / "loop.png", shows_video(video_frames(video)))
+        press_q(x_env, window)
+        running.join(timeout=120)
+    finally:
+        kernel.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert shows_video(video_frames(video))(pixels), f"the window does not show the video: {tmp_path / 'loop.png'}"
+    assert result["reply"]["content"]["status"] == "ok", "".join(printed)[-2000:]
+    frames = re.search(r"(\d+) frames,", "".join(printed))
+    assert frames and 0 < int(frames.group(1)) < DETECT_FRAMES, f"q did not stop the loop: {''.join(printed)[-2000:]}"

@@ -22,7 +22,8 @@ from web_browser import ENTRY_POINT, FAKE_CAMERA, blue_pixels, chromium, missing
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.evaluate import iou
-from facetracker.realtime import PREDICTIONS_FILE, frame_to_input, tflite_interpreter
+from facetracker.inference import frame_to_input, tflite_interpreter
+from facetracker.realtime import PREDICTIONS_FILE
 from facetracker.sample_data import make_sample_data, video_to_y4m
 from facetracker.split import split_dataset
 from facetracker.webpage import CONFIG_FILE, RUNTIME_FILES, integrity, runtime_folder

@@ -1,5 +1,5 @@
 // FaceTracker's page: the exported detector (LiteRT.js, wasm) on the webcam and on image files.
-// Preprocessing is Python's `realtime.frame_to_input`: the centre square, shrunk to the model's size by
+// Preprocessing is Python's `inference.frame_to_input`: the centre square, shrunk to the model's size by
 // area averaging (as cv2.INTER_AREA), rounded to 8 bits, RGB in [0, 1].
 
 const CONFIG_FILE = "model.json";
@@ -167,7 +167,7 @@ async function predict(input) {
   return { score, box };
 }
 
-/** The box in pixels of a width x height image, as Python's geometry.box_to_frame (sorted, clipped, rounded). */
+/** The box in pixels of a width x height image, as Python's inference.box_to_frame (sorted, clipped, rounded). */
 function boxToImage(box, width, height) {
   const side = Math.min(width, height), x0 = Math.floor((width - side) / 2), y0 = Math.floor((height - side) / 2);
   const [xa, xb] = [box[0], box[2]].sort((a, b) => a - b), [ya, yb] = [box[1], box[3]].sort((a, b) => a - b);
