@@ -29,6 +29,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+import facetracker
 from facetracker.config import Paths
 from facetracker.sample_data import write_sample_video
 
@@ -133,6 +134,12 @@ def test_run_all_with_committed_settings(run_all):
     assert stderr == "", f"a red block the learner would see: {stderr[:2000]}"
     export = next(c for c in notebook.cells if c.source.startswith("tflite_file = export.export_model"))
     assert "images of" in text_of(export) and "random" not in text_of(export)  # checked on real images, as the CLI
+    web = next(c for c in notebook.cells if "export.export_project(paths, fmt=\"web\"" in c.source)
+    if (Path(facetracker.__file__).parent / "web" / "node_modules").is_dir():  # the runtime is installed (npm ci)
+        assert (root / "export" / "web" / "index.html").is_file() and "exported the web page" in text_of(web)
+        assert "images of" in text_of(web)  # the page's model checked against Keras on real images
+    else:
+        assert "npm ci" in text_of(web), "without the runtime the cell says how to install it"
 
 
 @pytest.mark.slow
