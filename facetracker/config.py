@@ -28,6 +28,8 @@ LEARNING_RATE = 1e-4
 # The validation losses `train` can pick its best epoch by, and the values of its GPU switches.
 MONITORS = ("val_loss", "val_regress_loss", "val_class_loss")
 SWITCHES = ("auto", "on", "off")
+# Where training keeps the decoded crops between epochs (dataset.make_dataset); "off" decodes every epoch.
+CACHES = ("auto", "memory", "file", "off")
 MODEL_FILE = "facetracker.keras"
 CURRENT_RUN_FILE = "current.json"  # in logs/train: which run facetracker.keras was copied from
 
