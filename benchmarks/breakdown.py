@@ -1,19 +1,6 @@
-"""Training: where an epoch's time goes, the quick preset as `facetracker train` runs it, cache off and on.
+"""Where a training epoch's time goes, the quick preset as `facetracker train` runs it (part of the train item).
 
-`facetracker.train.train_from_paths` (what `facetracker train` runs: the quick preset, its pipeline,
-EMA, validation, best.keras, CSV log, backup and TensorBoard callbacks) trains on the run's aug_data,
-once with the crop cache off (every epoch decodes every JPEG: the code before the cache) and once
-with it on (`--cache auto`), runs alternating, round by round. A callback placed after all of the
-run's own callbacks times each epoch's parts: the wait for the first batch, the training steps,
-validation (EMA weights swapped in), and the epoch-end callbacks (from the end of validation to the
-end of the last callback). The first epoch (tracing, and with the cache, decoding into it) is
-reported apart; later epochs as the median over epochs and rounds.
-
-The training steps are then split, in the same process, by training the same model on batches held
-in memory (no input pipeline), with and without the EMA update: forward and backward pass, EMA
-update, and the rest, the input pipeline's share (decoding competes with training for the cores).
-JPEG decode and resize alone is timed as the pipeline's parallel map over the training crops, with
-nothing else running.
+See bench_train.py's docstring for the method.
 """
 
 import statistics
@@ -139,8 +126,8 @@ def median_parts(runs: list[list[dict]], first: bool) -> dict:
     return {key: statistics.median(e[key] for e in epochs) for key in (*PARTS, "total", "batches")}
 
 
-def run(quick: bool) -> dict:
-    """Timed training runs, cache off and on, then the split of a training step."""
+def measure(quick: bool) -> dict:
+    """Timed training runs, cache off and on, then the split of a training step: tables and findings."""
     from facetracker.config import Paths
 
     cfg = SETTINGS[quick]
@@ -185,7 +172,6 @@ def run(quick: bool) -> dict:
     ]
     columns = ["part", "cache off (before)", "cache auto (after)"]
     return {
-        "title": "Training: where an epoch's time goes (quick preset, `facetracker train`)",
         "tables": [
             {"caption": f"{n_train} training and {n_val} validation crops, batch {BATCH}; {cfg['rounds']} round(s) of "
                         f"{cfg['epochs']} epochs per setting; seconds per epoch (median of the epochs after the "
