@@ -73,7 +73,9 @@ def run_item(name: str, quick: bool, root: Path) -> dict:
     command += ["--quick"] if quick else []
     print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
     tick = time.perf_counter()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore", **{ROOT_ENV: str(root)})
+    # PYTHONPATH: the item and the `facetracker` commands it starts run this checkout's code, whatever the venv holds.
+    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore", PYTHONPATH=path, **{ROOT_ENV: str(root)})
     log_file = root / f"{name}.log"
     with log_file.open("w") as sink:
         proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
