@@ -126,13 +126,15 @@ def run(quick: bool) -> dict:
     columns = ["run", "before s", "after s", "speed-up"]
     columns += [f"before s, {PRESET_EPOCHS} epochs projected", f"after s, {PRESET_EPOCHS} epochs projected"] \
         if short else []
-    trained = f"{epochs} epochs ({EPOCHS_ENV})" if epochs else f"the preset's {PRESET_EPOCHS} epochs"
+    source = "--quick" if quick else EPOCHS_ENV
+    trained = f"{epochs} epochs ({source})" if epochs else f"the preset's {PRESET_EPOCHS} epochs"
+    demo_size = " ".join(cfg["demo"]) or "its defaults"
     cell_after = cells[after]["seconds"]
     demo_after = demos[after]["stages"].get("total", 0.0)
     return {
         "title": "Training time before and after: the notebook's training cell and `make demo`",
         "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame, "
-                               "the demo on its defaults:", "columns": columns, "rows": rows}],
+                               f"the demo on {demo_size}:", "columns": columns, "rows": rows}],
         "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
                      f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "
                      f"{cells[after]['best_epoch'] + 1}) after (the notebook's shuffle is not seeded)."],
