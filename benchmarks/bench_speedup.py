@@ -6,7 +6,8 @@ item, one after the other, on the same data:
 
 - the notebook's training cell with its committed settings: the quick preset (30 epochs) on 60
   augmented copies of each frame of the 90-frame sample session, through the calls the notebook makes
-  (`dataset.datasets`, then `train.train`), in this process;
+  (`dataset.datasets`, then `train.train`), in a fresh Python with the environment the notebook's
+  setup cell gives TensorFlow (`NOTEBOOK_ENV`: TF_ENABLE_ONEDNN_OPTS=0 unless already set);
 - `make demo`: the real `facetracker demo` command in a fresh folder (sample data, split, 30 copies,
   training, evaluation on the test frames and the 200-frame check session), its stage times as it
   reports them.
@@ -17,6 +18,7 @@ the preset's 30 epochs projected as the measured time plus the missing epochs at
 epochs after the first.
 """
 
+import json
 import os
 import re
 import statistics
@@ -28,6 +30,7 @@ from pathlib import Path
 from common import augmented_session, data_root, log
 
 NOTEBOOK_PER_IMAGE = 60  # the notebook's PER_IMAGE
+NOTEBOOK_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0"}  # what FaceDetection.ipynb's setup cell sets with os.environ.setdefault
 SETTINGS = {True: {"per_image": 3, "epochs": 2, "demo": ["--frames", "40", "--per-image", "3", "--check-frames", "40"]},
             False: {"per_image": NOTEBOOK_PER_IMAGE, "epochs": None, "demo": []}}
 CACHES = {"before (cache off)": "off", "after (defaults)": "auto"}
@@ -67,7 +70,20 @@ def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict
                          callbacks=[timer])
     seconds = time.perf_counter() - tick
     return {"seconds": seconds, "epochs": timer.seconds, "best_epoch": result.best_epoch,
-            "best": result.history[settings.monitor][result.best_epoch]}
+            "best": float(result.history[settings.monitor][result.best_epoch])}
+
+
+def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> dict:
+    """`notebook_cell` in a fresh Python with the notebook's TensorFlow environment."""
+    code = (f"import sys, json; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_speedup; print('RESULT', json.dumps(bench_speedup.notebook_cell("
+            f"Path({str(root)!r}), {cache!r}, {epochs!r}, {name!r})))")
+    env = {**NOTEBOOK_ENV, **os.environ}  # setdefault: a value already set wins
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"the notebook cell with cache {cache} failed: {done.stderr[-2000:]}")
+    return {**json.loads(line[7:]), "onednn": env["TF_ENABLE_ONEDNN_OPTS"]}
 
 
 def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
@@ -103,7 +119,7 @@ def run(quick: bool) -> dict:
     notebook_root = augmented_session(cfg["per_image"], data_root() / "notebook")
     cells, demos = {}, {}
     for label, cache in CACHES.items():
-        cells[label] = notebook_cell(notebook_root, cache, epochs, f"speedup-{cache}")
+        cells[label] = notebook_process(notebook_root, cache, epochs, f"speedup-{cache}")
         log(f"notebook training cell, {label}: {cells[label]['seconds']:.0f} s")
     for label, cache in CACHES.items():
         demos[label] = demo(data_root() / f"demo-{cache}", cache, epochs, cfg["demo"])
@@ -133,7 +149,8 @@ def run(quick: bool) -> dict:
     demo_after = demos[after]["stages"].get("total", 0.0)
     return {
         "title": "Training time before and after: the notebook's training cell and `make demo`",
-        "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame, "
+        "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame "
+                               f"(TF_ENABLE_ONEDNN_OPTS={cells[before]['onednn']}), "
                                f"the demo on {demo_size}:", "columns": columns, "rows": rows}],
         "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
                      f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "

@@ -3,10 +3,15 @@
 See bench_train.py's docstring for the method.
 """
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from common import BATCH, augmented_session, fit_rate, fmt, log, stats
+from common import BATCH, augmented_session, fit_rate, fmt, log, stats, synthetic
 
 SETTINGS = {True: {"rounds": 1, "epochs": 2, "per_image": 8, "steps": 15},
             False: {"rounds": 2, "epochs": 4, "per_image": 15, "steps": 40}}
@@ -120,6 +125,41 @@ def in_memory_rates(root, steps: int, rounds: int) -> dict:
     return {"with EMA": stats(rates[0.99]), "without EMA": stats(rates[0.0])}
 
 
+def batch_rates(steps: int, rounds: int) -> dict:
+    """In-memory images/s of the quick preset's model at batch 16 and 32 (one random batch, repeated), interleaved."""
+    import tensorflow as tf
+
+    from facetracker.train import build_tracker, resolve_preset
+
+    strategy = tf.distribute.get_strategy()
+    models = {b: build_tracker(resolve_preset("quick", batch_size=b), 120, 100, strategy) for b in (BATCH, 2 * BATCH)}
+    data = {b: synthetic(b) for b in models}
+    for b, model in models.items():
+        model.fit(data[b], epochs=1, steps_per_epoch=3, verbose=0)
+    rates = {b: [] for b in models}
+    for _ in range(rounds):
+        for b, model in models.items():
+            rates[b].append(fit_rate(model, data[b], max(6, steps * BATCH // b), b))
+    return {str(b): statistics.median(v) for b, v in rates.items()}
+
+
+def onednn_rates(steps: int, rounds: int) -> dict:
+    """`batch_rates` with TensorFlow's oneDNN kernels off and on (TF_ENABLE_ONEDNN_OPTS), processes alternating."""
+    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import breakdown; "
+            f"print('RESULT', json.dumps(breakdown.batch_rates({steps}, 2)))")
+    runs = {"off": [], "on": []}
+    for r in range(rounds):
+        for name, flag in (("off", "0"), ("on", "1")):
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  env=dict(os.environ, TF_ENABLE_ONEDNN_OPTS=flag))
+            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                raise RuntimeError(f"oneDNN {name} failed: {done.stderr[-500:]}")
+            runs[name].append(json.loads(line[7:]))
+            log(f"oneDNN {name}, round {r + 1}: {runs[name][-1]}")
+    return {name: {b: stats([run[b] for run in values]) for b in values[0]} for name, values in runs.items()}
+
+
 def median_parts(runs: list[list[dict]], first: bool) -> dict:
     """Median seconds of each part over the first epochs (first=True) or all later epochs of the runs."""
     epochs = [run[0] for run in runs] if first else [e for run in runs for e in run[1:]]
@@ -142,6 +182,7 @@ def measure(quick: bool) -> dict:
             log(f"round {r + 1}, cache {cache}: first epoch {runs[cache][-1][0]['total']:.1f} s, "
                 f"later {statistics.median(later):.1f} s")
     memory = in_memory_rates(root, cfg["steps"], 2 if quick else 3)
+    onednn = onednn_rates(cfg["steps"], 1 if quick else 2)
     decode = decode_rate(root, min(n_train, 480))
     log(f"decode and resize alone: {decode:.0f} crops/s")
     later = {cache: median_parts(runs[cache], first=False) for cache in CACHES}
@@ -180,6 +221,10 @@ def measure(quick: bool) -> dict:
              "columns": ["part of a training step", "cache off (before)", "cache auto (after)"], "rows": step_rows},
             {"caption": "Training images/s:", "columns": ["input", "training steps", "whole epochs (with validation "
                                                           "and callbacks)"], "rows": rate_rows},
+            {"caption": "The quick preset's model in memory, images/s, with TensorFlow's oneDNN kernels off and on "
+                        "(TF_ENABLE_ONEDNN_OPTS; a fresh process each, alternating) and at batch 16 and 32:",
+             "columns": ["oneDNN", f"batch {BATCH}", f"batch {2 * BATCH}"],
+             "rows": [[name, *(fmt(r[str(b)], ".0f") for b in (BATCH, 2 * BATCH))] for name, r in onednn.items()]},
         ],
         "findings": [
             f"Cache on: an epoch after the first takes {later['auto']['total']:.2f} s against "
@@ -188,6 +233,6 @@ def measure(quick: bool) -> dict:
             f"Without the cache the input pipeline takes {(ms['off'] - with_ema) / ms['off']:.0%} of a training "
             f"step; with it {(ms['auto'] - with_ema) / ms['auto']:.0%}.",
         ],
-        "later": later, "first": first, "memory": memory, "decode_per_s": decode, "step_ms": ms,
+        "onednn": onednn, "later": later, "first": first, "memory": memory, "decode_per_s": decode, "step_ms": ms,
         "runs": runs, "n_train": n_train, "n_val": n_val,
     }
