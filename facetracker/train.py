@@ -492,7 +492,8 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
         paths: where logs/ and facetracker.keras go.
         train_ds, val_ds: finite batched datasets as `facetracker.dataset` makes them.
         preset: "tutorial" (default) or "quick"; `settings` (epochs, backbone, weights, learning_rate,
-            head_units, masked, ema_momentum, monitor, seed, jit_compile, mixed_precision) override it.
+            head_units, masked, ema_momentum, monitor, seed, jit_compile, mixed_precision, patience,
+            lr_rule) override it.
         strategy: None, "mirrored", "multiworker" or a tf.distribute.Strategy.
         callbacks: extra Keras callbacks.
         verbose: passed to `fit`.
