@@ -10,6 +10,11 @@ quick preset, from scratch; ImageNet weights cannot be downloaded offline, and V
 from scratch learn nothing in a CPU-sized run): for VGG16 and MobileNetV2, with random weights, the
 table reports instead how far each export agrees with its own float32 model (the share of equal
 face/no-face decisions at 0.5 and the mean IoU of the two boxes) and leaves AP blank.
+
+The small backbone's `int8` keeps its grid box head (the last convolution and the softmax-weighted
+merge of the cells' proposals) in float32 (`export.int8_keeping_float`). The row "int8, grid head
+in int8 too" is the plain full-integer conversion, every op quantized, as the export made it before:
+the difference between the two rows is what quantizing the grid head's merge costs.
 """
 
 import time
@@ -25,6 +30,7 @@ SETTINGS = {
 }
 TUTORIAL = "tutorial per-frame model.predict"
 KERAS = "Keras float32 (Detector, tf.function)"
+EVERY_OP_INT8 = "TFLite int8, grid head in int8 too"
 AP_MARGIN = 0.02  # the target: a quantized model's AP@0.5 within this of float32
 
 
@@ -59,6 +65,18 @@ def model_file(backbone: str, root: Path, epochs: int) -> tuple[Path, bool]:
     return path, False
 
 
+def every_op_int8(keras_path: Path, root: Path, representative) -> tuple:
+    """The plain full-integer export (every op quantized, the grid head's merge too): its Detector and file size."""
+    from facetracker.export import converter_options, load_keras
+    from facetracker.realtime import Detector
+
+    target = root / "export" / "every_op" / f"{keras_path.stem}_int8.tflite"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    load_keras(keras_path).export(str(target), format="litert", verbose=False,
+                                  **converter_options("int8", representative))
+    return Detector.load(target).warm_up(), target.stat().st_size
+
+
 def measure_backbone(backbone: str, root: Path, cfg: dict) -> list[dict]:
     """One row per way of running the backbone: ms/frame, size, AP@0.5, mean IoU, agreement with float32."""
     from tutorial import tutorial_frame
@@ -81,6 +99,8 @@ def measure_backbone(backbone: str, root: Path, cfg: dict) -> list[dict]:
         log(f"{backbone} {kind}: exported in {time.perf_counter() - tick:.0f} s, {megabytes:.1f} MB")
         detectors[f"TFLite {kind}"] = Detector.load(exported).warm_up()
         sizes[f"TFLite {kind}"] = exported.stat().st_size
+    if trained:
+        detectors[EVERY_OP_INT8], sizes[EVERY_OP_INT8] = every_op_int8(keras_path, root, representative)
     methods = dict(detectors)
     if backbone == "vgg16":
         import keras

@@ -8,7 +8,8 @@ import ast
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("latency", "quantize", "pipeline", "augment", "train", "accuracy", "bf16")  # others follow, by name
+# The order items run and appear in; others follow, by name.
+ORDER = ("latency", "quantize", "pipeline", "augment", "train", "speedup", "accuracy", "bf16")
 
 INTRO = """\
 - Every item runs in its own Python process; methods compared with each other run interleaved, round
@@ -76,7 +77,7 @@ def section(name: str, result: dict) -> list[str]:
     lines += [
         f"_`benchmarks/run.py {name}{' --quick' if result.get('mode') == 'quick' else ''}`, {result.get('date', '?')}, "
         f"{result.get('seconds', 0):.0f} s, load average {result.get('load_start', 0):.1f} → "
-        f"{result.get('load_end', 0):.1f}._",
+        f"{result.get('load_end', 0):.1f}; {code_stamp(result)}._",
         "",
     ]
     if "error" in result:
@@ -85,6 +86,28 @@ def section(name: str, result: dict) -> list[str]:
         lines += table(spec)
     lines += [f"- {finding}" for finding in result.get("findings", [])]
     return lines + ([""] if result.get("findings") else [])
+
+
+def code_stamp(result: dict) -> str:
+    """'commit abc123 (uncommitted changes), facetracker 0.1.0', or a note that the item predates the stamp."""
+    if "commit" not in result:
+        return "code version not recorded"
+    dirty = " (with uncommitted changes)" if result.get("dirty") else ""
+    return f"commit {result['commit']}{dirty}, facetracker {result.get('version', '?')}"
+
+
+def provenance(done: dict) -> list[str]:
+    """A line saying which code the items ran on: one commit, or a warning listing the different ones."""
+    stamps = {code_stamp(result): [] for result in done.values()}
+    for name, result in done.items():
+        stamps[code_stamp(result)].append(name)
+    if len(stamps) == 1:
+        only = next(iter(stamps))
+        if only == code_stamp({}):
+            return ["The items below were run before the harness recorded the code version they ran on.", ""]
+        return [f"Every item below ran on one code version: {only}.", ""]
+    parts = "; ".join(f"{', '.join(names)}: {stamp}" for stamp, names in stamps.items())
+    return [f"**Items below come from different code versions**, so compare them with care: {parts}.", ""]
 
 
 def render(results: dict) -> str:
@@ -111,6 +134,7 @@ def render(results: dict) -> str:
     ]
     done = results.get("items", {})
     names = [n for n in ORDER if n in done] + sorted(n for n in done if n not in ORDER)
+    lines += provenance({name: done[name] for name in names}) if names else []
     for name in names:
         lines += section(name, done[name])
     targets = [t for n in names for t in done[n].get("targets", [])]

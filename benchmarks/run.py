@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py [--quick] [ITEM ...]      (make bench: all items)
     .venv/bin/python benchmarks/run.py quantize                   (one item; the others keep their results)
     .venv/bin/python benchmarks/run.py --report                   (only re-write BENCHMARKS.md)
+    BENCH_TRAIN_EPOCHS=5 make bench                               (a shorter run: see bench_speedup.py)
 
 Each item is a file `benchmarks/bench_<name>.py` exposing `run(quick: bool) -> dict`. Its result is
 JSON-able and may hold (all optional, rendered by `report.py` in this order):
@@ -16,8 +17,10 @@ JSON-able and may hold (all optional, rendered by `report.py` in this order):
 The module docstring of the item (after its first line) is the section's fixed explanation. Each item
 runs in a fresh Python (memory, Keras' global policy and TensorFlow's thread pools do not leak between
 items); all items of one harness run share one temporary data folder (the sample session and its
-augmented copies, made by the first item that needs them). Results go to benchmarks/results.json,
-merged with earlier results of items not run this time, and BENCHMARKS.md is rendered from that file.
+augmented copies, made by the first item that needs them). Items run in the report's order. Results
+go to benchmarks/results.json, merged with earlier results of items not run this time, each stamped
+with the git commit (and whether the work tree had uncommitted changes) and the package version it
+ran on; BENCHMARKS.md is rendered from that file and says so when its items come from different commits.
 """
 
 import argparse
@@ -41,8 +44,26 @@ ITEM_TIMEOUT = 1800  # seconds; an item running longer is stopped and reported a
 
 
 def items() -> list[str]:
-    """The names of all items (benchmarks/bench_<name>.py), in a fixed order."""
-    return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    """The names of all items (benchmarks/bench_<name>.py), in the report's order (others after, by name)."""
+    from report import ORDER
+
+    names = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    return [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+
+
+def code_version() -> dict:
+    """The git commit the items run on, whether the work tree differs from it, and the package version."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    from facetracker import __version__
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    # benchmarks/results.json and BENCHMARKS.md are this harness's own output: they do not make the code dirty.
+    changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if not line.endswith(("benchmarks/results.json", "BENCHMARKS.md"))]
+    return {"commit": commit or "unknown", "dirty": bool(changed), "version": __version__}
 
 
 def run_item(name: str, quick: bool, root: Path) -> dict:
@@ -52,7 +73,9 @@ def run_item(name: str, quick: bool, root: Path) -> dict:
     command += ["--quick"] if quick else []
     print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
     tick = time.perf_counter()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore", **{ROOT_ENV: str(root)})
+    # PYTHONPATH: the item and the `facetracker` commands it starts run this checkout's code, whatever the venv holds.
+    path = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore", PYTHONPATH=path, **{ROOT_ENV: str(root)})
     log_file = root / f"{name}.log"
     with log_file.open("w") as sink:
         proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -107,10 +130,10 @@ def main() -> None:
         results["machine"] = machine()
         try:
             for name in args.names or items():
-                load = os.getloadavg()[0]
+                load, code = os.getloadavg()[0], code_version()
                 result = run_item(name, args.quick, root)
                 result.update(mode="quick" if args.quick else "full", date=time.strftime("%Y-%m-%d %H:%M"),
-                              load_start=load, load_end=os.getloadavg()[0])
+                              load_start=load, load_end=os.getloadavg()[0], **code)
                 results["items"][name] = result
                 RESULTS.write_text(json.dumps(results, indent=1, default=str))
         finally:

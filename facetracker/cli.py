@@ -99,7 +99,7 @@ def _augment(args: argparse.Namespace, paths: Paths) -> int:
 
 def _train(args: argparse.Namespace, paths: Paths) -> None:
     names = ("epochs", "batch_size", "backbone", "weights", "learning_rate", "head_units", "masked", "ema_momentum",
-             "monitor", "seed", "jit_compile", "mixed_precision")
+             "monitor", "seed", "jit_compile", "mixed_precision", "cache", "patience", "lr_rule")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.workers is None:
         from facetracker.train import train_from_paths
@@ -171,7 +171,13 @@ def _demo(args: argparse.Namespace, paths: Paths) -> None:
     from facetracker.demo import run_demo
 
     print(run_demo(paths, preset=args.preset, frames=args.frames, per_image=args.per_image,
-                   epochs=args.epochs, seed=args.seed, check_frames=args.check_frames).format())
+                   epochs=args.epochs, seed=args.seed, check_frames=args.check_frames, cache=args.cache).format())
+
+
+def _add_cache(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", choices=config.CACHES, default="auto",
+                        help="keep the decoded training crops between epochs: auto (memory if they fit in a "
+                             "quarter of RAM, else a temporary file), memory, file, or off (decode every epoch)")
 
 
 def _add_class(parser: argparse.ArgumentParser) -> None:
@@ -253,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="validate and save a moving average of the weights (quick: 0.99; 0: off)")
     sub.add_argument("--monitor", choices=config.MONITORS,
                      help="the validation loss whose best epoch is kept (tutorial: val_loss)")
+    sub.add_argument("--patience", type=int,
+                     help="stop after this many epochs without a better --monitor loss (default 0: never); "
+                          "the saved model is the best epoch's")
+    sub.add_argument("--lr-rule", choices=["none", "linear", "sqrt"],
+                     help="scale the learning rate with --batch-size against the preset's batch (default none)")
     sub.add_argument("--strategy", choices=["mirrored", "multiworker"], help="train under tf.distribute")
     sub.add_argument("--workers", metavar="HOST:PORT,...",
                      help="train on several machines: every worker's address, the same list on each")
@@ -264,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--jit-compile", choices=config.SWITCHES, help="XLA; auto: on where a GPU is visible")
     sub.add_argument("--mixed-precision", choices=config.SWITCHES,
                      help="float16 compute, float32 weights; auto: on where a GPU is visible")
+    _add_cache(sub)
 
     sub = step("evaluate", _evaluate, "measure the model (and OpenCV's Haar cascade) on the test frames")
     sub.add_argument("--model", type=Path)
@@ -312,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="frames in the second session the model and Haar are also scored on")
     sub.add_argument("--seed", type=int, default=0, help="seeds the sample session, split, crops and training")
     sub.add_argument("--epochs", type=int, help="default: the preset's")
+    _add_cache(sub)
     return parser
 
 

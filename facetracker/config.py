@@ -31,6 +31,8 @@ LEARNING_RATE = 1e-4
 MONITORS = ("val_loss", "val_regress_loss", "val_class_loss")
 PRESET_NAMES = ("tutorial", "quick")  # train.PRESETS' keys, here so that --help lists them without TensorFlow
 SWITCHES = ("auto", "on", "off")
+# Where training keeps the decoded crops between epochs (dataset.make_dataset); "off" decodes every epoch.
+CACHES = ("auto", "memory", "file", "off")
 MODEL_FILE = "facetracker.keras"
 CURRENT_RUN_FILE = "current.json"  # in logs/train: which run facetracker.keras was copied from
 

@@ -71,7 +71,8 @@ def augment_all(paths: Paths, per_image: int, seed: int) -> str:
 
 
 def run_demo(paths: Paths, preset: str = "quick", frames: int = DEMO_FRAMES, per_image: int = DEMO_PER_IMAGE,
-             epochs: int | None = None, seed: int = 0, check_frames: int = CHECK_FRAMES) -> DemoReport:
+             epochs: int | None = None, seed: int = 0, check_frames: int = CHECK_FRAMES,
+             cache: str = "auto") -> DemoReport:
     """Run every step on sample data below `paths.root`; re-running reuses what is already there."""
     from facetracker.annotations import check
     from facetracker.sample_data import make_sample_data
@@ -91,7 +92,8 @@ def run_demo(paths: Paths, preset: str = "quick", frames: int = DEMO_FRAMES, per
     from facetracker.evaluate import evaluate, prediction_grid
     from facetracker.train import train_from_paths
 
-    trained = report.run("train", lambda: train_from_paths(paths, preset=preset, epochs=epochs, verbose=2, seed=seed))
+    trained = report.run("train", lambda: train_from_paths(paths, preset=preset, epochs=epochs, verbose=2, seed=seed,
+                                                                cache=cache))
     if trained.model_path is None:
         raise FaceTrackerError("training saved no model (no epoch had a finite validation loss); "
                                "try a lower --learning-rate, see the report above.")

@@ -12,7 +12,10 @@
   - `float16`: float16 weights (half the file), float32 arithmetic;
   - `dynamic`: int8 weights, activations quantized on the fly;
   - `int8`: full-integer weights and activations, calibrated on a representative set of training
-    images (`calibration_images`); the file keeps float32 inputs and outputs.
+    images (`calibration_images`); the file keeps float32 inputs and outputs. The small backbone's grid
+    box head (its last convolution and `model.GridBox`, which merges the cells' proposals) stays float32
+    (`int8_keeping_float`): in int8 each of the merge's chained element-wise ops rounds to its own
+    scale, and the boxes drift.
 
 `check_export` runs the exported model and the Keras model on the same inputs (real images when
 there are any). Float exports are judged by their largest output difference; `dynamic` and `int8`
@@ -21,6 +24,11 @@ at the threshold agrees, and how well the boxes overlap (mean IoU).
 """
 
 import contextlib
+import csv
+import io
+import itertools
+import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +150,9 @@ def export_model(
         if fmt == "savedmodel":
             model.export(str(target), format="tf_saved_model", verbose=False)
         else:
-            model.export(str(target), format="litert", verbose=False, input_signature=[one_frame_spec(model)],
-                         **converter_options(quantize, representative))
+            if not (quantize == "int8" and int8_keeping_float(model, target, representative)):
+                model.export(str(target), format="litert", verbose=False, input_signature=[one_frame_spec(model)],
+                             **converter_options(quantize, representative))
     return target
 
 
@@ -152,6 +161,50 @@ def one_frame_spec(model) -> object:
     import keras
 
     return keras.InputSpec(shape=(1, *model.input_shape[1:]), dtype="float32")
+
+
+def int8_keeping_float(model, target: Path, representative: np.ndarray) -> bool:
+    """Write an int8 .tflite of `model` whose GridBox layers (and their input convolution) stay float32.
+
+    Returns False, having written nothing, for a model without a GridBox layer.
+
+    TensorFlow's quantization debugger is the converter's way to leave chosen nodes unquantized: a first
+    pass lists the nodes (their names carry the layer's), a second converts without those.
+    """
+    import tensorflow as tf
+
+    from facetracker.model import GridBox
+
+    merges = [layer for layer in model.layers if isinstance(layer, GridBox)]
+    if not merges:
+        return False
+    # The merge and the convolution that gives it the cells' logits: the softmax magnifies their rounding.
+    names = [name for layer in merges for name in (layer.name, layer.input._keras_history.operation.name)]
+    inside = re.compile("|".join(rf"(^|/){re.escape(name)}(_\d+)?/" for name in names))
+    samples = converter_options("int8", representative)["representative_dataset"]
+    with tempfile.TemporaryDirectory() as folder:
+        model.export(folder, format="tf_saved_model", verbose=False, input_signature=[one_frame_spec(model)])
+
+        def converter() -> tf.lite.TFLiteConverter:
+            convert = tf.lite.TFLiteConverter.from_saved_model(folder)
+            convert.optimizations = [tf.lite.Optimize.DEFAULT]
+            convert.representative_dataset = samples
+            # Builtin float kernels for the nodes left unquantized, int8 kernels for the rest.
+            convert.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+            return convert
+
+        probe = tf.lite.experimental.QuantizationDebugger(
+            converter=converter(), debug_dataset=lambda: itertools.islice(samples(), 1))
+        probe.run()
+        table = io.StringIO()
+        probe.layer_statistics_dump(table)
+        keep = [row["tensor_name"] for row in csv.DictReader(io.StringIO(table.getvalue()))
+                if inside.search(row["tensor_name"])]
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter(), debug_dataset=samples,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep))
+        target.write_bytes(debugger.get_nondebug_quantized_model())
+    return True
 
 
 @contextlib.contextmanager

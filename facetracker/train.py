@@ -20,6 +20,7 @@ the replicas.
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -68,6 +69,7 @@ RUN_FILE = "run.json"
 CURVES_FILE = "loss_curves.png"
 BEST_FILE = "best.keras"
 STRATEGIES = ("mirrored", "multiworker")
+LR_RULES = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,12 @@ class TrainConfig:
     # "auto" turns XLA and float16 compute on where a GPU is visible: both slow a CPU down.
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
+    # 0: off. Otherwise stop once the monitored validation loss has not improved for this many epochs;
+    # best.keras and the current model hold the best epoch's weights either way.
+    patience: int = 0
+    # A batch size other than the preset's scales the learning rate: "none" keeps it, "linear" multiplies it by
+    # batch / preset batch, "sqrt" by the square root of that (resolve_preset applies it).
+    lr_rule: str = "none"
 
 
 PRESETS = {
@@ -108,7 +116,10 @@ PRESETS = {
 
 
 def resolve_preset(name: str | None = "tutorial", **overrides: Any) -> TrainConfig:
-    """The preset's settings with `overrides` (those not None) replacing them.
+    """The preset's settings with `overrides` (those not None) replacing them, and its `lr_rule` applied.
+
+    The rule scales the learning rate (the preset's or the given one) by the batch size's ratio to the
+    preset's, so resolve the user's own overrides once: resolving a resolved config would scale it again.
 
     Raises:
         FaceTrackerError: for an unknown preset or setting.
@@ -130,6 +141,12 @@ def resolve_preset(name: str | None = "tutorial", **overrides: Any) -> TrainConf
         raise FaceTrackerError(f"--ema-momentum {config.ema_momentum}: give 0 (off) or a number below 1, such as 0.99.")
     if config.monitor not in MONITORS:
         raise FaceTrackerError(f"--monitor {config.monitor!r}: choose one of {', '.join(MONITORS)}")
+    if config.patience < 0:
+        raise FaceTrackerError(f"--patience {config.patience}: give 0 (train every epoch) or a number of epochs.")
+    if config.lr_rule not in LR_RULES:
+        raise FaceTrackerError(f"--lr-rule {config.lr_rule!r}: choose one of {', '.join(LR_RULES)}")
+    ratio = config.batch_size / PRESETS[name].batch_size
+    config = dataclasses.replace(config, learning_rate=config.learning_rate * LR_RULES[config.lr_rule](ratio))
     for setting in ("jit_compile", "mixed_precision"):
         if getattr(config, setting) not in SWITCHES:
             raise FaceTrackerError(f"--{setting.replace('_', '-')} {getattr(config, setting)!r}: "
@@ -300,7 +317,8 @@ def _check_resume(run_file: Path, config: TrainConfig, parameters: int, resuming
                   optimizer: dict[str, Any] | None = None) -> None:
     """Record this run's settings; refuse to resume an interrupted run that had other settings."""
     settings = dataclasses.asdict(config)
-    settings.pop("epochs")  # resuming with more (or fewer) epochs is fine
+    for setting in ("epochs", "patience"):
+        settings.pop(setting)  # resuming with more (or fewer) epochs, or another patience, is fine
     settings["parameters"] = parameters  # an edited model builder cannot load the old backup
     if optimizer is not None:
         settings["optimizer"] = optimizer  # the notebook's own optimizer, as it was built
@@ -342,17 +360,27 @@ class SaveBest(keras.callbacks.Callback):
 
     With `ema` (the run's SwapEMAWeights), the moving-average weights are saved, those the validation
     loss was measured on; the training weights are swapped back right after.
+
+    With `patience` > 0, training stops once `patience` epochs have passed without a better loss
+    (`best_epoch`: the best epoch of a resumed run so far); the saved model stays the best epoch's.
     """
 
     def __init__(self, path: Path, best: float = math.inf, ema: keras.callbacks.SwapEMAWeights | None = None,
-                 monitor: str = "val_loss") -> None:
+                 monitor: str = "val_loss", patience: int = 0, best_epoch: int = -1) -> None:
         super().__init__()
         self.path, self.best, self.ema, self.monitor = path, best, ema, monitor
+        self.patience, self.best_epoch = patience, best_epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor, math.nan)
+        self._save_if_better(epoch, value)
+        if self.patience and epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def _save_if_better(self, epoch: int, value: float) -> None:
+        """Save the detector (its average with EMA) when `value` beats the best so far."""
         if math.isfinite(value) and value < self.best:
-            self.best = value
+            self.best, self.best_epoch = value, epoch
             if self.ema is not None:
                 self.ema.on_test_begin()  # the average in, as for validation
             try:
@@ -493,7 +521,8 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
         paths: where logs/ and facetracker.keras go.
         train_ds, val_ds: finite batched datasets as `facetracker.dataset` makes them.
         preset: "tutorial" (default) or "quick"; `settings` (epochs, backbone, weights, learning_rate,
-            head_units, masked, ema_momentum, monitor, seed, jit_compile, mixed_precision) override it.
+            head_units, masked, ema_momentum, monitor, seed, jit_compile, mixed_precision, patience,
+            lr_rule) override it.
         strategy: None, "mirrored", "multiworker" or a tf.distribute.Strategy.
         callbacks: extra Keras callbacks.
         verbose: passed to `fit`.
@@ -528,11 +557,12 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     earlier = [r.get(config.monitor, math.nan) for r in rows]
     best = lowest_finite(earlier)
     best_before = math.inf if best is None else earlier[best]
+    best_epoch = -1 if best is None else int(rows[best]["epoch"])
 
     # Validation and best.keras use the moving-average weights when there are some; training goes on from its own.
     ema = keras.callbacks.SwapEMAWeights() if config.ema_momentum else None
     # The model and history are written before the backup: a kill between them never skips an epoch's row.
-    save_best = SaveBest(run_dir / BEST_FILE, best_before, ema, config.monitor)
+    save_best = SaveBest(run_dir / BEST_FILE, best_before, ema, config.monitor, config.patience, best_epoch)
     tracker.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=verbose, shuffle=False, callbacks=[
         *([ema] if ema else []), keras.callbacks.TerminateOnNaN(), save_best,
         keras.callbacks.CSVLogger(str(history_path), append=True), keras.callbacks.BackupAndRestore(str(backup)),
@@ -565,12 +595,18 @@ def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -
 def train_from_paths(paths: Paths, preset: str | None = "tutorial",
                      strategy: str | tf.distribute.Strategy | None = None, batch_size: int | None = None,
                      image_size: int = IMAGE_SIZE, verbose: str | int = "auto",
-                     name: str | None = None, callbacks: list | tuple = (), **settings: Any) -> TrainResult:
-    """Train on aug_data/train, validate on aug_data/val (what `facetracker train` runs)."""
-    from facetracker.dataset import datasets
+                     name: str | None = None, callbacks: list | tuple = (), cache: str = "auto",
+                     **settings: Any) -> TrainResult:
+    """Train on aug_data/train, validate on aug_data/val (what `facetracker train` runs).
+
+    `cache` keeps the decoded crops between epochs (see `dataset.make_dataset`); it never changes the result.
+    """
+    from facetracker.dataset import datasets, make_dataset
 
     strategy = make_strategy(strategy)  # before any other TensorFlow call: a multi-worker strategy must be first
     config = resolve_preset(preset, batch_size=batch_size, **settings)
-    data = datasets(paths, config.batch_size, image_size, config.seed, splits=("train", "val"))
+    data = datasets(paths, config.batch_size, image_size, config.seed, splits=("train", "val"),
+                    make=functools.partial(make_dataset, cache=cache))
+    # The user's own overrides, resolved once more by train: a resolved config would get its lr_rule twice.
     return train(paths, data["train"], data["val"], preset=preset, strategy=strategy, verbose=verbose, name=name,
-                 callbacks=callbacks, **dataclasses.asdict(config))
+                 callbacks=callbacks, batch_size=batch_size, **settings)

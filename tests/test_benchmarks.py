@@ -38,3 +38,22 @@ def test_report_renders_results_only():
     assert "**This item failed:** exit 1: boom" in text and "Test CPU" in text and "## On a GPU" in text
     assert text.index("## Quantized export") < text.index("## broken")  # fixed order, others after
     assert "FACTS" not in text
+
+
+def test_each_item_says_which_code_it_ran_on_and_mixed_versions_are_flagged():
+    same = {"machine": {}, "items": {name: {"title": name, "commit": "abc123", "dirty": False, "version": "0.1.0"}
+                                     for name in ("train", "accuracy")}}
+    text = report.render(same)
+    assert "commit abc123, facetracker 0.1.0" in text and "different code versions" not in text
+    same["items"]["accuracy"].update(commit="def456", dirty=True)
+    text = report.render(same)
+    assert "**Items below come from different code versions**" in text
+    assert "accuracy: commit def456 (with uncommitted changes)" in text
+
+
+def test_items_run_in_the_report_order():
+    import run
+
+    names = run.items()
+    assert [n for n in names if n in report.ORDER] == [n for n in report.ORDER if n in names]
+    assert names.index("train") < names.index("accuracy")

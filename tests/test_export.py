@@ -137,3 +137,22 @@ def test_export_int8_through_the_entry_point(model_file, frames, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "aug_data/train/images has none" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def op_types(tflite: Path) -> dict[str, set[str]]:
+    """{op name: the dtypes of its outputs} over the ops of a .tflite file."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(tflite))
+    dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    found: dict[str, set[str]] = {}
+    for op in interpreter._get_ops_details():
+        found.setdefault(op["op_name"], set()).update(dtypes[i] for i in op["outputs"])
+    return found
+
+
+def test_int8_keeps_the_grid_heads_merge_in_float(model_file, frames, tmp_path):
+    """The backbone runs in int8; the softmax-weighted merge of the grid cells (and their logits) in float32."""
+    ops = op_types(export_model(model_file, "tflite", tmp_path, quantize="int8", representative=frames))
+    assert ops["CONV_2D"] >= {"int8"} and ops["MAX_POOL_2D"] == {"int8"}
+    assert ops["SOFTMAX"] == {"float32"} and ops["SUM"] == {"float32"}

@@ -1,0 +1,169 @@
+"""Training time before and after the speed levers: the notebook's training cell and `make demo`, side by side.
+
+"Before" is the same code with the levers switched off by their options (`cache="off"`: every epoch
+decodes every JPEG crop, as before the cache); "after" is the committed defaults. Both run in this
+item, one after the other, on the same data:
+
+- the notebook's training cell with its committed settings: the quick preset (30 epochs) on 60
+  augmented copies of each frame of the 90-frame sample session, through the calls the notebook makes
+  (`dataset.datasets`, then `train.train`), in a fresh Python with the environment the notebook's
+  setup cell gives TensorFlow (`NOTEBOOK_ENV`: TF_ENABLE_ONEDNN_OPTS=0 unless already set);
+- `make demo`: the real `facetracker demo` command in a fresh folder (sample data, split, 30 copies,
+  training, evaluation on the test frames and the 200-frame check session), its stage times as it
+  reports them.
+
+A full run takes about as long as both trainings twice. `BENCH_TRAIN_EPOCHS=N` (an environment
+variable, e.g. `BENCH_TRAIN_EPOCHS=5 make bench`) trains N epochs instead; the table then also gives
+the preset's 30 epochs projected as the measured time plus the missing epochs at the median time of the
+epochs after the first.
+"""
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import augmented_session, data_root, log
+
+NOTEBOOK_PER_IMAGE = 60  # the notebook's PER_IMAGE
+NOTEBOOK_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0"}  # what FaceDetection.ipynb's setup cell sets with os.environ.setdefault
+SETTINGS = {True: {"per_image": 3, "epochs": 2, "demo": ["--frames", "40", "--per-image", "3", "--check-frames", "40"]},
+            False: {"per_image": NOTEBOOK_PER_IMAGE, "epochs": None, "demo": []}}
+CACHES = {"before (cache off)": "off", "after (defaults)": "auto"}
+EPOCHS_ENV = "BENCH_TRAIN_EPOCHS"
+PRESET_EPOCHS = 30
+
+
+def epoch_timer():
+    """A Keras callback keeping each epoch's wall time (its `.seconds` list)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.tick = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.tick)
+
+    return EpochTimer()
+
+
+def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict:
+    """The notebook's training cell (datasets, then train) on `root`; its wall time and epoch times."""
+    from facetracker import dataset, train
+    from facetracker.config import Paths
+
+    paths = Paths(root)
+    timer = epoch_timer()
+    tick = time.perf_counter()
+    settings = train.resolve_preset("quick", epochs=epochs)
+    data = dataset.datasets(paths, batch_size=settings.batch_size, cache=cache)
+    result = train.train(paths, data["train"], data["val"], preset="quick", epochs=epochs, verbose=0, name=name,
+                         callbacks=[timer])
+    seconds = time.perf_counter() - tick
+    return {"seconds": seconds, "epochs": timer.seconds, "best_epoch": result.best_epoch,
+            "best": float(result.history[settings.monitor][result.best_epoch])}
+
+
+def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> dict:
+    """`notebook_cell` in a fresh Python with the notebook's TensorFlow environment."""
+    code = (f"import sys, json; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import bench_speedup; print('RESULT', json.dumps(bench_speedup.notebook_cell("
+            f"Path({str(root)!r}), {cache!r}, {epochs!r}, {name!r})))")
+    env = {**NOTEBOOK_ENV, **os.environ}  # setdefault: a value already set wins
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"the notebook cell with cache {cache} failed: {done.stderr[-2000:]}")
+    return {**json.loads(line[7:]), "onednn": env["TF_ENABLE_ONEDNN_OPTS"]}
+
+
+def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
+    """`facetracker demo` in a fresh folder; its wall time, its stage times and its epoch times."""
+    entry = Path(sys.executable).with_name("facetracker")
+    command = [str(entry)] if entry.is_file() else [sys.executable, "-m", "facetracker.cli"]
+    command += ["--root", str(root), "demo", "--cache", cache, *extra]
+    command += ["--epochs", str(epochs)] if epochs else []
+    tick = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - tick
+    if done.returncode != 0:
+        raise RuntimeError(f"facetracker demo --cache {cache} failed: {done.stderr[-2000:]}")
+    report = done.stdout[done.stdout.index("FaceTracker demo: done"):]
+    stages = {m[1]: float(m[2]) for m in re.finditer(r"^  (\S[\w -]*?)\s+([\d.]+) s", report, re.MULTILINE)}
+    # Keras' verbose=2 line at each epoch's end: "119/119 - 13s - 109ms/step - loss: ...".
+    epoch_seconds = [float(s) for s in re.findall(r"^\d+/\d+ - (\d+)s - ", done.stdout, re.MULTILINE)]
+    return {"seconds": seconds, "stages": stages, "epochs": epoch_seconds}
+
+
+def projected(train_seconds: float, epochs: list[float]) -> float:
+    """Training seconds for the preset's epochs: measured, plus the missing epochs at the later epochs' median."""
+    missing = PRESET_EPOCHS - len(epochs)
+    if missing <= 0 or len(epochs) < 2:
+        return train_seconds
+    return train_seconds + missing * statistics.median(epochs[1:])
+
+
+def run(quick: bool) -> dict:
+    """The notebook cell and the demo, before then after."""
+    cfg = SETTINGS[quick]
+    epochs = cfg["epochs"] if quick else (int(os.environ[EPOCHS_ENV]) if os.environ.get(EPOCHS_ENV) else None)
+    notebook_root = augmented_session(cfg["per_image"], data_root() / "notebook")
+    cells, demos = {}, {}
+    for label, cache in CACHES.items():
+        cells[label] = notebook_process(notebook_root, cache, epochs, f"speedup-{cache}")
+        log(f"notebook training cell, {label}: {cells[label]['seconds']:.0f} s")
+    for label, cache in CACHES.items():
+        demos[label] = demo(data_root() / f"demo-{cache}", cache, epochs, cfg["demo"])
+        log(f"make demo, {label}: {demos[label]['stages'].get('total', 0):.0f} s")
+    short = epochs is not None and epochs < PRESET_EPOCHS
+    before, after = CACHES
+    rows = []
+    for what, runs, train_of in (
+        ("notebook training cell", cells, lambda r: r["seconds"]),
+        ("make demo: training", demos, lambda r: r["stages"].get("train", 0.0)),
+        ("make demo: whole pipeline (its report's total)", demos, lambda r: r["stages"].get("total", 0.0)),
+    ):
+        b, a = train_of(runs[before]), train_of(runs[after])
+        row = [what, f"{b:.0f}", f"{a:.0f}", f"{b / a:.2f}x"]
+        if short:
+            extra_b = projected(b, runs[before]["epochs"]) - b
+            extra_a = projected(a, runs[after]["epochs"]) - a
+            row += [f"{b + extra_b:.0f}", f"{a + extra_a:.0f}"]
+        rows.append(row)
+    columns = ["run", "before s", "after s", "speed-up"]
+    columns += [f"before s, {PRESET_EPOCHS} epochs projected", f"after s, {PRESET_EPOCHS} epochs projected"] \
+        if short else []
+    source = "--quick" if quick else EPOCHS_ENV
+    trained = f"{epochs} epochs ({source})" if epochs else f"the preset's {PRESET_EPOCHS} epochs"
+    demo_size = " ".join(cfg["demo"]) or "its defaults"
+    cell_after = cells[after]["seconds"]
+    demo_after = demos[after]["stages"].get("total", 0.0)
+    return {
+        "title": "Training time before and after: the notebook's training cell and `make demo`",
+        "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame "
+                               f"(TF_ENABLE_ONEDNN_OPTS={cells[before]['onednn']}), "
+                               f"the demo on {demo_size}:", "columns": columns, "rows": rows}],
+        "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
+                     f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "
+                     f"{cells[after]['best_epoch'] + 1}) after (the notebook's shuffle is not seeded)."],
+        "targets": [] if short or quick else [
+            {"target": "the notebook's training cell in at most half its time before",
+             "measured": f"{cell_after:.0f} s against {cells[before]['seconds']:.0f} s",
+             "met": cell_after <= cells[before]["seconds"] / 2,
+             "reason": "" if cell_after <= cells[before]["seconds"] / 2 else
+             "the forward and backward pass, not the input, takes most of a training step (breakdown item)"},
+            {"target": "`make demo` in at most 4 minutes including evaluation",
+             "measured": f"{demo_after:.0f} s", "met": demo_after <= 240,
+             "reason": "" if demo_after <= 240 else "see the breakdown item for where training's time goes"},
+        ],
+        "notebook": cells, "demo": demos, "epochs": epochs,
+    }
