@@ -12,7 +12,7 @@ import cv2
 import matplotlib
 import numpy as np
 import pytest
-from conftest import SMALL_MODEL, save_with_labelme
+from conftest import CONSTANT_BOX, save_with_labelme
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -35,7 +35,6 @@ from facetracker.evaluate import (
     score_set,
 )
 from facetracker.geometry import MIN_SIDE, box_in_square
-from facetracker.model import build_model
 from facetracker.prelabel import haar_detector, prelabel_with_model
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -232,33 +231,7 @@ def test_haar_finds_the_portrait_face():
     assert haar_detection(haar_detector(), np.full((480, 640, 3), 90, np.uint8)) == (0.0, (0.0, 0.0, 0.0, 0.0))
 
 
-# The constant model: score 0.8 and this box for every image. In the model's input square (the 480 px
-# centre square of a 640x480 frame, x0 = 80) it is 150 x 122.4 px at (155, 100); frame0's face is
-# 150 x 170 px at (155, 100), frame1's is moved by (+40, +60), frame2's by (-40, +20).
-CONSTANT_SCORE = 0.8
-CONSTANT_BOX_PX = (155.0, 100.0, 305.0, 222.4)
-CONSTANT_BOX = tuple(v / 480 for v in CONSTANT_BOX_PX)
 FACES = [(160, 40), (200, 100), (120, 60)]  # where portrait_frame pastes the portrait in frame0..2
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1 - p))
-
-
-@pytest.fixture(scope="module")
-def constant_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real detector with zero last-layer kernels and set biases: the same output for any image.
-
-    MobileNetV2 keeps the tutorial's dense box head, whose bias alone sets the box (the small CNN's grid
-    head averages its cells' proposals, so a bias alone can only centre the box).
-    """
-    model = build_model("mobilenetv2", SMALL_MODEL[1], "none", SMALL_MODEL[3])
-    for name, values in (("score", [CONSTANT_SCORE]), ("box", CONSTANT_BOX)):
-        kernel, _ = model.get_layer(name).get_weights()
-        model.get_layer(name).set_weights([np.zeros_like(kernel), np.array([logit(v) for v in values], np.float32)])
-    path = tmp_path_factory.mktemp("constant") / "constant.keras"
-    model.save(path)
-    return path
 
 
 def make_project(root: Path, model: Path) -> Paths:
@@ -288,6 +261,7 @@ def make_project(root: Path, model: Path) -> Paths:
 AUGMENTED = [(1, [0.2, 0.2, 0.6, 0.7]), (0, [0, 0, 0, 0]), (1, [0.1, 0.3, 0.5, 0.9])]
 
 
+@pytest.mark.slow
 def test_evaluate_reports_model_haar_and_augmented(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     report = evaluate(paths, tmp_path / "model.keras", threshold=0.5)
@@ -301,6 +275,7 @@ def test_evaluate_reports_model_haar_and_augmented(tmp_path, constant_model):
     assert "AP@[.5:.95]" in table and "haar" in table and "augmented" in table
 
 
+@pytest.mark.slow
 def test_model_rows_match_hand_computed_metrics(tmp_path, constant_model):
     """Every figure of both model rows, worked out by hand for the constant model."""
     paths = make_project(tmp_path, constant_model)
@@ -330,6 +305,7 @@ def test_model_rows_match_hand_computed_metrics(tmp_path, constant_model):
     assert augmented.ap50 == 0.0 and augmented.ap50_95 == 0.0  # no IoU reaches 0.5
 
 
+@pytest.mark.slow
 def test_evaluate_threshold_moves_the_face_figures(tmp_path, constant_model):
     """At a threshold above the constant score no image is a positive: recall 0, mean IoU undefined."""
     paths = make_project(tmp_path, constant_model)
@@ -339,6 +315,7 @@ def test_evaluate_threshold_moves_the_face_figures(tmp_path, constant_model):
     assert frames.ap50 == pytest.approx(34 * 0.5 / 101)  # AP ranks by score: no threshold
 
 
+@pytest.mark.slow
 def test_evaluate_errors_name_the_problem(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     with pytest.raises(FaceTrackerError, match="missing.keras"):
@@ -347,6 +324,7 @@ def test_evaluate_errors_name_the_problem(tmp_path, constant_model):
         evaluate(paths, tmp_path / "model.keras", split="val")
 
 
+@pytest.mark.slow
 def test_prediction_grid_writes_png(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     figure = prediction_grid(paths, tmp_path / "model.keras", n=3, threshold=0.0, ncols=3)
@@ -355,6 +333,7 @@ def test_prediction_grid_writes_png(tmp_path, constant_model):
     assert len(figure.axes) == 3
 
 
+@pytest.mark.slow
 def test_prelabel_never_overwrites_and_writes_boxes(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     paths.images.mkdir(parents=True)
@@ -373,6 +352,7 @@ def test_prelabel_never_overwrites_and_writes_boxes(tmp_path, constant_model):
     assert prelabel_with_model(paths, tmp_path / "model.keras", threshold=0.5) == []  # nothing left to propose
 
 
+@pytest.mark.slow
 def test_prelabel_below_threshold_writes_nothing(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     paths.images.mkdir(parents=True)
