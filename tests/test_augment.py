@@ -200,6 +200,7 @@ def test_interrupted_run_completes_without_duplicates(tmp_path):
     assert sorted(p.name for p in images.iterdir()) == ["a.jpg", "b.jpg"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     images, labels, _, _ = split_dirs(tmp_path)
     write_frame(images, labels, "a.jpg")
@@ -229,6 +230,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     assert snapshot(out / "images") | snapshot(out / "labels") == runs["one"]
 
 
+@pytest.mark.slow
 def test_failures_are_listed_and_user_transform_runs_in_workers(tmp_path):
     images, labels, out_images, out_labels = split_dirs(tmp_path)
     write_frame(images, labels, "big.jpg")

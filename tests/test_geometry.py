@@ -57,6 +57,7 @@ def test_center_square_and_the_visibility_rule():
     assert is_visible(30.0, 100.0, 0.3) and not is_visible(29.0, 100.0, 0.3) and not is_visible(0.0, 0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_geometry_imports_nothing_heavy():
     code = "import sys, facetracker.geometry; print([m for m in ('cv2', 'tensorflow', 'keras') if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -146,6 +146,7 @@ def test_raw_data_untouched_by_the_whole_pipeline(sample_paths: Paths, file_hash
     assert sum(len(list(sample_paths.split_images(s).iterdir())) for s in SPLITS) == 20
 
 
+@pytest.mark.slow
 def test_split_warns_about_copies_whose_raw_image_is_gone(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     tiny_frames(paths, names(10))
