@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "FaceDetection.ipynb"
-SIZE_KNOBS = "SAMPLE_FRAMES = 30\nPER_IMAGE = 3\nEPOCHS = 1\n"
+SIZE_KNOBS = "SAMPLE_FRAMES = 24\nPER_IMAGE = 3\nEPOCHS = 1\n"  # 24: not FRAMES_TO_COLLECT (30)
 PARAMETERS_LINE = re.compile(r"trained \w+ \(([\d,]+) parameters\)")
 
 
@@ -68,7 +68,7 @@ def test_run_all_with_committed_settings_then_edit_the_model_and_retrain(tmp_pat
         after = int(PARAMETERS_LINE.search(text_of(notebook.cells[train_cell])).group(1).replace(",", ""))
 
     assert after > before
-    assert len(list((tmp_path / "data" / "images").glob("*.jpg"))) == 30  # SAMPLE_FRAMES, from the sample session
+    assert len(list((tmp_path / "data" / "images").glob("*.jpg"))) == 24  # SAMPLE_FRAMES (set above), not 30
     assert len(list((tmp_path / "logs" / "captured").glob("*.jpg"))) == 30  # FRAMES_TO_COLLECT as committed
     assert (tmp_path / "facetracker.keras").is_file()
     assert (tmp_path / "logs" / "realtime.mp4").is_file()
