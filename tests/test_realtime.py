@@ -221,3 +221,17 @@ def test_camera_that_stops_is_an_error_but_a_file_ending_is_not(sample_video):
     with pytest.raises(FaceTrackerError, match="gave no frame"):
         read_frame(capture, str(sample_video), 0)
     capture.release()
+
+
+def test_boxes_past_the_input_square_are_clipped_to_it():
+    """The grid head's box may reach past an edge: the Detector's boxes (which evaluate scores) stay in [0, 1]."""
+    from facetracker.realtime import boxes_in_image
+
+    def predict(inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(len(inputs), 0.9), np.tile([-0.2, 0.1, 1.3, 0.5], (len(inputs), 1))
+
+    scores, boxes = boxes_in_image(predict)(np.zeros((2, 8, 8, 3), np.float32))
+    np.testing.assert_array_equal(scores, [0.9, 0.9])
+    np.testing.assert_array_equal(boxes, [[0.0, 0.1, 1.0, 0.5]] * 2)
+    detection = Detector(predict, size=8)(np.zeros((480, 640, 3), np.uint8))
+    assert detection.box == (0.0, 0.1, 1.0, 0.5) and detection.box_px == (80, 48, 560, 240)
