@@ -48,6 +48,7 @@ def test_annotate_prelabel_haar_writes_the_cascades_box(tmp_path: Path, capsys: 
     assert (paths.labels / "done.json").read_text() == '{"hand": "made"}'
 
 
+@pytest.mark.slow  # over 3 s on 2 cores
 def test_annotate_prelabel_model_writes_the_models_box_above_the_threshold(
         tmp_path: Path, constant_model: Path, capsys: pytest.CaptureFixture) -> None:
     """The constant model scores 0.8 with the box (235, 100, 385, 222) px on every 640x480 frame."""

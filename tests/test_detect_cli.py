@@ -60,6 +60,7 @@ def test_detect_on_a_folder_with_a_corrupt_file(sample_root, tflite_file):
     assert len((sample_root / "runs" / "detect" / "predict2" / PREDICTIONS_FILE).read_text().splitlines()) == 20
 
 
+@pytest.mark.slow  # over 3 s on 2 cores
 def test_detect_on_a_folder_draws_the_box_and_writes_it_in_pixels(sample_root, constant_model, capsys):
     """`detect --source DIR` with the constant model: every record and every drawn box is known by hand."""
     images = sorted((sample_root / "data" / "images").glob("*.jpg"))

@@ -418,6 +418,7 @@ def test_evaluate_command_prints_and_saves_hand_computed_figures(tmp_path, const
 # ----------------------------------------------------------------------------- intervals and the size rule
 
 
+@pytest.mark.slow  # over 3 s on 2 cores
 def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_images() -> None:
     rng = np.random.default_rng(0)
 

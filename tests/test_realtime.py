@@ -67,6 +67,7 @@ def test_detector_matches_a_direct_model_call(small_model_file, sample_video):
     np.testing.assert_allclose(detection.box, box[0], atol=1e-5)
 
 
+@pytest.mark.slow  # over 3 s on 2 cores
 def test_detector_box_in_frame_pixels_by_hand(constant_model):
     """The constant model's box (155, 100, 305, 222.4) px of the 480 px input square, placed by hand: a
     640x480 frame's square starts at x = 80, a 480x640 one's at y = 80, an 800x600 one is 1.25 times larger."""
@@ -113,6 +114,7 @@ def green_share(frame: np.ndarray) -> float:
     return float(np.mean((corner[..., 1] > 150) & (corner[..., 0] < 100) & (corner[..., 2] < 100)))
 
 
+@pytest.mark.slow  # over 3 s on 2 cores
 def test_detect_draws_the_box_and_the_frame_rate_where_computed_by_hand(tmp_path, constant_model, sample_video):
     output = tmp_path / "out" / "annotated.avi"
     summary = detect(source=sample_video, model=constant_model, threshold=0.5, output=output, display=False)
