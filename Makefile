@@ -5,7 +5,7 @@
 PYTHON ?= $(or $(firstword $(foreach v,3.13 3.12 3.11,$(shell python$(v) -c "" >/dev/null 2>&1 && echo python$(v)))),python3)
 DEV := $(PYTHON) dev.py
 
-.PHONY: venv demo test test-fast lint style notebook bench clean
+.PHONY: venv demo test test-fast lint style notebook bench mutate clean
 
 venv:
 	$(DEV) venv
@@ -31,5 +31,8 @@ notebook:
 bench:
 	$(DEV) bench
 
+mutate:  # mutation testing: mutmut, then the hand-written mutations (tests/README.md)
+	$(DEV) mutate
+
 clean:  # caches only: data/ is never touched
-	rm -rf .pytest_cache .ruff_cache
+	rm -rf .pytest_cache .ruff_cache mutants

@@ -4,6 +4,8 @@
     python dev.py test [ARGS]     the environment, ruff, then pytest (ARGS go to pytest, e.g. -m "not slow")
     python dev.py test-fast       the same, without the tests marked slow
     python dev.py demo            the demo in demo/ (never mixed with your data/)
+    python dev.py mutate [tool|hand] [NAMES]  mutation testing (tests/README.md): mutmut on the modules whose
+                                  tests need no trained model, then the hand-written mutations of tests/mutations.toml
     python dev.py lint | style | notebook | bench
 
 The Python that runs this script builds .venv, and must be 3.11, 3.12 or 3.13 (on Windows:
@@ -22,7 +24,20 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".installed"
 SUPPORTED = ((3, 11), (3, 12), (3, 13))
-TASKS = ("venv", "test", "test-fast", "demo", "lint", "style", "notebook", "bench")
+TASKS = ("venv", "test", "test-fast", "demo", "lint", "style", "notebook", "bench", "mutate")
+# What `dev.py mutate tool` mutates (mutmut's names: module.x_function__mutmut_N): every function of the
+# modules whose tests need no trained model, evaluate's metrics and capture's source parsing. The parser's
+# declarations (cli.build_parser: flag names and help texts) are left to the README flag-table test.
+MUTANTS = (
+    "facetracker.geometry.*", "facetracker.fileio.*", "facetracker.split.*", "facetracker.annotations.*",
+    *(f"facetracker.evaluate.x_{name}__*" for name in ("_ratio", "classification_metrics", "_ground_truth",
+                                                         "mean_iou_true_positives", "_interpolated_ap",
+                                                         "average_precision", "bootstrap_interval")),
+    *(f"facetracker.capture.x_{name}__*" for name in ("parse_source", "is_url", "is_live")),
+    *(f"facetracker.cli.x_{name}__*" for name in ("_sample_data", "_collect", "_annotate", "_check", "_split",
+                                                    "_augment", "_train", "_evaluate", "_detect", "_export", "_serve",
+                                                    "file_size", "_demo", "check_common", "main")),
+)
 
 
 def check_python() -> None:
@@ -91,6 +106,14 @@ def task(name: str, args: list[str]) -> int:
         fast = ["-m", "not slow"] if name == "test-fast" else []
         # pytest exits 5 when no test ran: that is a failure here too, as every non-zero code.
         return code or run(python, "-m", "pytest", "-q", "--timeout=900", *fast, *args, env=test_env)
+    if name == "mutate":
+        part, names = (args[0], args[1:]) if args[:1] in (["tool"], ["hand"]) else ("all", args)
+        if part == "all" and names:
+            print("dev.py mutate: name mutants after `tool` or `hand`, e.g. dev.py mutate hand no-display-ignored")
+            return 2
+        code = mutate_tool(names) if part in ("tool", "all") else 0
+        hand = run(python, "tests/mutate_by_hand.py", *names, env=test_env) if part in ("hand", "all") else 0
+        return code or hand
     if name == "demo":
         return run(venv_bin("facetracker"), "--root", "demo", "demo", *args)
     if name == "lint":
@@ -100,6 +123,28 @@ def task(name: str, args: list[str]) -> int:
     if name == "notebook":
         return run(venv_bin("jupyter"), "lab", "FaceDetection.ipynb")
     return run(python, "benchmarks/run.py", *args)
+
+
+def mutate_tool(names: list[str]) -> int:
+    """mutmut on MUTANTS (or on the mutant names given), two at a time; then its counts per module."""
+    if os.name == "nt":
+        print("dev.py mutate tool: mutmut needs fork(); run it on Linux, macOS or WSL (`dev.py mutate hand` runs here)")
+        return 2
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    code = run(venv_bin("mutmut"), "run", "--max-children", "2", *(names or MUTANTS), env=env)
+    results = subprocess.run([str(venv_bin("mutmut")), "results", "--all", "true"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=False).stdout
+    counts: dict[str, dict[str, int]] = {}
+    for line in results.splitlines():
+        mutant, _, status = line.strip().partition(": ")
+        if "__mutmut_" in mutant and status != "not checked":
+            module = mutant.rsplit(".", 1)[0]
+            counts.setdefault(module, {})[status] = counts.setdefault(module, {}).get(status, 0) + 1
+    for module, by_status in sorted(counts.items()):
+        total = sum(by_status.values())
+        print(f"{module:26} {total:4} mutants: " + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())))
+    print("survivors: `.venv/bin/mutmut results`, one with `.venv/bin/mutmut show NAME`")
+    return code
 
 
 def main(argv: list[str]) -> int:

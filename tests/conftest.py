@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from facetracker.config import Paths
@@ -15,6 +16,14 @@ from facetracker.sample_data import make_sample_data, write_sample_video
 
 SAMPLE_COUNT = 20  # frames in `sample_root`: 17 with a face, 3 without (seed 0)
 SMALL_MODEL = ("small", 120, "none", 16)  # build_model arguments of the real detector the tests use (0.3 s)
+
+# The constant model (`constant_model`): score 0.8 and this box for every image. In the model's input square
+# (the 480 px centre square of a 640x480 frame, x0 = 80) it is 150 x 122.4 px at (155, 100); in frame pixels
+# (x + 80) it is (235, 100, 385, 222.4), drawn and written as (235, 100, 385, 222) once rounded.
+CONSTANT_SCORE = 0.8
+CONSTANT_BOX_PX = (155.0, 100.0, 305.0, 222.4)
+CONSTANT_BOX = tuple(v / 480 for v in CONSTANT_BOX_PX)
+CONSTANT_FRAME_BOX = (235, 100, 385, 222)  # in a 640x480 frame, by hand: x + 80, y unchanged, rounded
 
 
 def save_with_labelme(label_path: Path, image_path: Path, points: list, label: str = "face") -> Path:
@@ -37,6 +46,16 @@ def save_with_labelme(label_path: Path, image_path: Path, points: list, label: s
     }
     LabelFile().save(str(label_path), [shape], os.path.relpath(image_path, label_path.parent), height, width)
     return label_path
+
+
+def box_color_share(frame: np.ndarray, box_px: tuple[int, int, int, int]) -> float:
+    """Share of the pixels along the left, right and bottom edges of a box that are the drawn box's blue
+    (BGR (255, 0, 0), after JPEG or video coding)."""
+    x1, y1, x2, y2 = box_px
+    height, width = frame.shape[:2]
+    edges = [frame[y1:y2, min(x1, width - 1)], frame[y1:y2, min(x2, width - 1)], frame[min(y2, height - 1), x1:x2]]
+    pixels = np.concatenate(edges).astype(int)
+    return float(np.mean(np.all(np.abs(pixels - np.array((255, 0, 0))) < 70, axis=1)))
 
 
 def hash_tree(folder: Path) -> dict[str, str]:
@@ -103,4 +122,26 @@ def small_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("model") / "small.keras"
     build_model(*SMALL_MODEL).save(path)
+    return path
+
+
+def logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+@pytest.fixture(scope="session")
+def constant_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real detector with zero last-layer kernels and set biases: the same output for any image (no training).
+
+    MobileNetV2 keeps the tutorial's dense box head, whose bias alone sets the box (the small CNN's grid
+    head averages its cells' proposals, so a bias alone can only centre the box).
+    """
+    from facetracker.model import build_model
+
+    model = build_model("mobilenetv2", SMALL_MODEL[1], "none", SMALL_MODEL[3])
+    for name, values in (("score", [CONSTANT_SCORE]), ("box", CONSTANT_BOX)):
+        kernel, _ = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([np.zeros_like(kernel), np.array([logit(v) for v in values], np.float32)])
+    path = tmp_path_factory.mktemp("constant") / "constant.keras"
+    model.save(path)
     return path

@@ -205,6 +205,7 @@ def test_interrupted_run_completes_without_duplicates(tmp_path):
     assert sorted(p.name for p in images.iterdir()) == ["a.jpg", "b.jpg"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     images, labels, _, _ = split_dirs(tmp_path)
     write_frame(images, labels, "a.jpg")
@@ -234,6 +235,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     assert snapshot(out / "images") | snapshot(out / "labels") == runs["one"]
 
 
+@pytest.mark.slow
 def test_failures_are_listed_and_user_transform_runs_in_workers(tmp_path):
     images, labels, out_images, out_labels = split_dirs(tmp_path)
     write_frame(images, labels, "big.jpg")
@@ -436,3 +438,72 @@ def test_automatic_worker_count_is_one_per_core_from_1000_samples(tmp_path):
         assert f"processes: {expected} (automatic)" in out, out
         rerun = facetracker(root, "augment", "--per-image", str(per_image), "--crop", "64")
         assert "processes: 1 (automatic), 0 of them wrote samples" in rerun, rerun  # nothing left to write
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an EXIF APP1 segment holding only the Orientation tag (6: shown rotated 90 degrees)."""
+    ifd = (b"\x01\x00" + b"\x12\x01" + b"\x03\x00" + b"\x01\x00\x00\x00" + orientation.to_bytes(2, "little")
+           + b"\x00\x00" + b"\x00\x00\x00\x00")  # one entry: tag 0x0112, SHORT, count 1, value; no next IFD
+    exif = b"Exif\x00\x00" + b"II*\x00\x08\x00\x00\x00" + ifd
+    return jpeg[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + jpeg[2:]
+
+
+def test_an_image_decoded_at_another_size_than_labelled_fails_naming_exif(tmp_path, capsys):
+    """A phone photo stored 640x480 with EXIF "rotate 90": labelme and the size check see 640x480, OpenCV
+    decodes it upright as 480x640. Its crops would get a box in the wrong place, so the image fails with
+    the fix, the other image is augmented, and the command exits 1."""
+    from facetracker.cli import main
+
+    paths = Paths(tmp_path)
+    images, labels = paths.split_images("train"), paths.split_labels("train")
+    write_frame(images, labels, "upright.jpg")
+    rotated = write_frame(images, labels, "phone.jpg")
+    rotated.write_bytes(with_exif_orientation(rotated.read_bytes(), 6))
+    assert cv2.imread(str(rotated)).shape == (640, 480, 3)  # OpenCV applies the rotation
+    assert main(["--root", str(tmp_path), "augment", "--splits", "train", "--per-image", "2", "--workers", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "2 written" in out and "1 failed" in out
+    failed = [line for line in out.splitlines() if "failed:" in line]
+    assert len(failed) == 1 and "phone.jpg" in failed[0]
+    assert "decoded as 480x640, labelled as 640x480 (EXIF rotation?); re-save the image upright" in failed[0]
+    assert sorted(p.name for p in paths.aug_labels("train").iterdir()) == ["upright.0.json", "upright.1.json"]
+
+
+def test_augment_command_exits_1_when_an_image_fails(tmp_path, capsys):
+    """The same run as a user sees it: exit 0 when every image was augmented, 1 when one failed."""
+    from facetracker.cli import main
+
+    paths = Paths(tmp_path)
+    images, labels = paths.split_images("train"), paths.split_labels("train")
+    write_frame(images, labels, "upright.jpg")
+    argv = ["--root", str(tmp_path), "augment", "--splits", "train", "--per-image", "1", "--workers", "1"]
+    assert main(argv) == 0
+    phone = write_frame(images, labels, "phone.jpg")
+    phone.write_bytes(with_exif_orientation(phone.read_bytes(), 6))
+    assert main(argv) == 1
+    assert "1 failed" in capsys.readouterr().out
+
+
+def crash() -> None:
+    os._exit(1)  # a worker killed mid-chunk (out of memory, kill -9)
+
+
+def test_a_crashed_worker_fails_its_image_with_the_fix(tmp_path):
+    """A worker process that dies for real breaks the pool; its chunk's image fails with the cause and the fix."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from facetracker.augment import _Chunk, chunk_result
+
+    images, labels, out_images, out_labels = split_dirs(tmp_path)
+    write_frame(images, labels, "a.jpg")
+    sample = load_samples(images, labels)[0]
+    chunk = _Chunk(sample, (0,), out_images, out_labels, 0, "fingerprint", build_transform())
+    with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
+        future = pool.submit(crash)
+        with pytest.raises(BrokenProcessPool):
+            future.result()
+        result = chunk_result(future, chunk)
+    assert result.written == 0 and result.failure[0] == str(images / "a.jpg")
+    assert result.failure[1].startswith("BrokenProcessPool: ")
+    assert result.failure[1].endswith("(out of memory? in a script, call augment under "
+                                      "`if __name__ == '__main__':`, or use workers=1)")

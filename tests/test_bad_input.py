@@ -314,6 +314,7 @@ def test_bad_input_gives_a_clear_error(case, sample_root, models, sample_video, 
     assert not any(elsewhere.iterdir()) and hash_tree(models) == models_before
 
 
+@pytest.mark.slow
 def test_the_installed_command_prints_one_line(sample_root):
     """The same through the real entry point in a subprocess: one line on stderr, exit 2."""
     command = Path(sys.executable).with_name("facetracker")
@@ -397,6 +398,7 @@ def test_model_with_a_lambda_layer_is_refused(step, sample_root, models, sample_
     assert not (sample_root / "export").exists()
 
 
+@pytest.mark.slow
 def test_nothing_is_written_outside_root(tmp_path, capsys, monkeypatch, small_model_file):
     """Successful steps run from another working folder write only below --root."""
     (tmp_path / "cwd").mkdir()

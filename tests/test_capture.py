@@ -128,3 +128,19 @@ def test_a_stream_that_ends_keeps_its_frames_and_says_stream(tmp_path: Path, sam
     assert len(list((tmp_path / "frames").glob("*.jpg"))) == 30
     with pytest.raises(FaceTrackerError, match=r"cannot open stream file://.*missing.mp4: check the path or URL"):
         collect(tmp_path / "frames", source=(tmp_path / "missing.mp4").as_uri(), count=1, preview=False)
+
+
+def test_urls_and_live_sources() -> None:
+    from facetracker.capture import is_live, is_url
+
+    assert is_url("RTSP://cam/1") and is_url("http://host:8080/video") and is_url("file:///tmp/v.mp4")
+    assert not is_url("video.mp4") and not is_url("C:/videos/v.mp4") and not is_url(0) and not is_url("1://x")
+    assert is_live(0) and is_live("Http://cam") and not is_live("video.mp4")
+
+
+def test_a_boolean_source_is_refused_with_the_fix() -> None:
+    from facetracker.capture import parse_source
+
+    with pytest.raises(FaceTrackerError) as error:
+        parse_source(True)
+    assert str(error.value) == "--source True: give a camera index (0, 1, ...), a video file or a URL."

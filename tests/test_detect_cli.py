@@ -9,9 +9,11 @@ from pathlib import Path
 
 import cv2
 import pytest
+from conftest import CONSTANT_FRAME_BOX, CONSTANT_SCORE, box_color_share
 from trained_model import trained_model_file
 
 from facetracker.capture import collect
+from facetracker.cli import main
 from facetracker.export import export_model
 from facetracker.realtime import PREDICTIONS_FILE, detect
 
@@ -58,20 +60,63 @@ def test_detect_on_a_folder_with_a_corrupt_file(sample_root, tflite_file):
     assert len((sample_root / "runs" / "detect" / "predict2" / PREDICTIONS_FILE).read_text().splitlines()) == 20
 
 
-def test_detect_on_a_glob_draws_only_confident_boxes(sample_root, model_file, tmp_path):
-    summary = detect(source=str(sample_root / "data" / "images" / "*.jpg"), model=model_file, threshold=1.0,
-                     output=tmp_path / "none-drawn")
-    assert summary.images == 20 and not summary.skipped
-    first = sorted((sample_root / "data" / "images").glob("*.jpg"))[0]
-    drawn, original = cv2.imread(str(tmp_path / "none-drawn" / first.name)), cv2.imread(str(first))
-    assert cv2.absdiff(drawn, original).mean() < 3  # only JPEG re-encoding: no box under threshold 1.0
+@pytest.mark.slow  # over 3 s on 2 cores
+def test_detect_on_a_folder_draws_the_box_and_writes_it_in_pixels(sample_root, constant_model, capsys):
+    """`detect --source DIR` with the constant model: every record and every drawn box is known by hand."""
+    images = sorted((sample_root / "data" / "images").glob("*.jpg"))
+    argv = ["--root", str(sample_root), "detect", "--source", str(sample_root / "data" / "images"),
+            "--model", str(constant_model)]
+    assert main([*argv, "--threshold", "0.79"]) == 0
+    out = sample_root / "runs" / "detect" / "predict"
+    assert f"{len(images)} images, model" in capsys.readouterr().out
+    records = [json.loads(line) for line in (out / PREDICTIONS_FILE).read_text().splitlines()]
+    assert records == [{"file": str(p), "score": CONSTANT_SCORE, "box": list(CONSTANT_FRAME_BOX),
+                        "width": 640, "height": 480} for p in images]
+    for path in images[:3]:
+        drawn, original = cv2.imread(str(out / path.name)), cv2.imread(str(path))
+        assert box_color_share(drawn, CONSTANT_FRAME_BOX) > 0.8, path.name
+        assert box_color_share(original, CONSTANT_FRAME_BOX) < 0.2, path.name
+    # Above the score no box is drawn, and every prediction is still written.
+    assert main([*argv, "--threshold", "0.81"]) == 0
+    out2 = sample_root / "runs" / "detect" / "predict2"
+    drawn, original = cv2.imread(str(out2 / images[0].name)), cv2.imread(str(images[0]))
+    assert cv2.absdiff(drawn, original).mean() < 3  # only JPEG re-encoding
+    assert len((out2 / PREDICTIONS_FILE).read_text().splitlines()) == len(images)
 
 
-def test_library_detect_numbers_image_runs_under_its_root(sample_root, model_file, tmp_path, monkeypatch):
+@pytest.mark.parametrize("no_display", [True, False])
+def test_no_display_opens_no_window_even_with_a_screen(no_display, sample_video, constant_model, tmp_path,
+                                                        monkeypatch, capsys):
+    """With a display, detect opens its window, unless --no-display says not to (the window is a spy here:
+    the real one, under Xvfb, is tested in test_gui.py)."""
+    opened = []
+
+    class SpyWindow:
+        def __init__(self, title: str) -> None:
+            opened.append(title)
+
+        def show(self, frame) -> bool:
+            return True
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("facetracker.realtime.FrameWindow", SpyWindow)
+    monkeypatch.setattr("facetracker.capture.display_available", lambda: True)
+    monkeypatch.setattr("facetracker.capture.gui_available", lambda: True)
+    flag = ["--no-display"] if no_display else []
+    assert main(["detect", "--source", str(sample_video), "--model", str(constant_model), "--max-frames", "2",
+                 *flag]) == 0
+    assert "2 frames" in capsys.readouterr().out
+    assert opened == ([] if no_display else ["FaceTracker (face) - q quits"])
+
+
+@pytest.mark.slow
+def test_library_detect_numbers_image_runs_under_its_root(sample_root, constant_model, tmp_path, monkeypatch):
     """`detect()` on images with no output: <root>/runs/detect/predict, predict2, as the CLI does, not the cwd."""
     monkeypatch.chdir(tmp_path)
     source = str(sample_root / "data" / "images" / "*.jpg")
-    first, second = (detect(source=source, model=model_file, root=sample_root) for _ in range(2))
+    first, second = (detect(source=source, model=constant_model, root=sample_root) for _ in range(2))
     assert (first.output, second.output) == (sample_root / "runs" / "detect" / "predict",
                                              sample_root / "runs" / "detect" / "predict2")
     assert len((second.output / PREDICTIONS_FILE).read_text().splitlines()) == 20

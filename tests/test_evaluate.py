@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +13,11 @@ import cv2
 import matplotlib
 import numpy as np
 import pytest
-from conftest import SMALL_MODEL, save_with_labelme
+from conftest import CONSTANT_BOX, save_with_labelme
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from facetracker.annotations import labelled_frames
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.evaluate import (
@@ -30,12 +30,10 @@ from facetracker.evaluate import (
     haar_detection,
     iou,
     mean_iou_true_positives,
-    predict_images,
     prediction_grid,
     score_set,
 )
 from facetracker.geometry import MIN_SIDE, box_in_square
-from facetracker.model import build_model
 from facetracker.prelabel import haar_detector, prelabel_with_model
 
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -225,40 +223,16 @@ def portrait_frame(x: int = 160, y: int = 40, width: int = 640, height: int = 48
 
 
 def test_haar_finds_the_portrait_face():
+    """Pinned: OpenCV 4's cascade finds the portrait's face at (242, 95, 388, 241) px of the frame with 22
+    neighbours; its score is 22 / 23 and its box is that box in the centre square (x - 80, / 480)."""
     frame, _ = portrait_frame()
     score, box = haar_detection(haar_detector(), frame)
-    assert score > 0.5
-    assert all(0.0 <= v <= 1.0 for v in box) and box[2] > box[0] and box[3] > box[1]
+    assert score == pytest.approx(22 / 23)
+    np.testing.assert_allclose(box, ((242 - 80) / 480, 95 / 480, (388 - 80) / 480, 241 / 480), atol=1e-9)
     assert haar_detection(haar_detector(), np.full((480, 640, 3), 90, np.uint8)) == (0.0, (0.0, 0.0, 0.0, 0.0))
 
 
-# The constant model: score 0.8 and this box for every image. In the model's input square (the 480 px
-# centre square of a 640x480 frame, x0 = 80) it is 150 x 122.4 px at (155, 100); frame0's face is
-# 150 x 170 px at (155, 100), frame1's is moved by (+40, +60), frame2's by (-40, +20).
-CONSTANT_SCORE = 0.8
-CONSTANT_BOX_PX = (155.0, 100.0, 305.0, 222.4)
-CONSTANT_BOX = tuple(v / 480 for v in CONSTANT_BOX_PX)
 FACES = [(160, 40), (200, 100), (120, 60)]  # where portrait_frame pastes the portrait in frame0..2
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1 - p))
-
-
-@pytest.fixture(scope="module")
-def constant_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real detector with zero last-layer kernels and set biases: the same output for any image.
-
-    MobileNetV2 keeps the tutorial's dense box head, whose bias alone sets the box (the small CNN's grid
-    head averages its cells' proposals, so a bias alone can only centre the box).
-    """
-    model = build_model("mobilenetv2", SMALL_MODEL[1], "none", SMALL_MODEL[3])
-    for name, values in (("score", [CONSTANT_SCORE]), ("box", CONSTANT_BOX)):
-        kernel, _ = model.get_layer(name).get_weights()
-        model.get_layer(name).set_weights([np.zeros_like(kernel), np.array([logit(v) for v in values], np.float32)])
-    path = tmp_path_factory.mktemp("constant") / "constant.keras"
-    model.save(path)
-    return path
 
 
 def make_project(root: Path, model: Path) -> Paths:
@@ -288,6 +262,7 @@ def make_project(root: Path, model: Path) -> Paths:
 AUGMENTED = [(1, [0.2, 0.2, 0.6, 0.7]), (0, [0, 0, 0, 0]), (1, [0.1, 0.3, 0.5, 0.9])]
 
 
+@pytest.mark.slow
 def test_evaluate_reports_model_haar_and_augmented(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     report = evaluate(paths, tmp_path / "model.keras", threshold=0.5)
@@ -301,6 +276,7 @@ def test_evaluate_reports_model_haar_and_augmented(tmp_path, constant_model):
     assert "AP@[.5:.95]" in table and "haar" in table and "augmented" in table
 
 
+@pytest.mark.slow
 def test_scoring_another_split_keeps_the_test_report(tmp_path, constant_model):
     """`evaluate --split val` writes evaluation_val.json and predictions_val.png beside the test split's files."""
     import shutil
@@ -322,6 +298,7 @@ def test_scoring_another_split_keeps_the_test_report(tmp_path, constant_model):
     assert cv2.imread(str(paths.logs / "predictions_val.png")) is not None
 
 
+@pytest.mark.slow
 def test_model_rows_match_hand_computed_metrics(tmp_path, constant_model):
     """Every figure of both model rows, worked out by hand for the constant model."""
     paths = make_project(tmp_path, constant_model)
@@ -351,6 +328,7 @@ def test_model_rows_match_hand_computed_metrics(tmp_path, constant_model):
     assert augmented.ap50 == 0.0 and augmented.ap50_95 == 0.0  # no IoU reaches 0.5
 
 
+@pytest.mark.slow
 def test_evaluate_threshold_moves_the_face_figures(tmp_path, constant_model):
     """At a threshold above the constant score no image is a positive: recall 0, mean IoU undefined."""
     paths = make_project(tmp_path, constant_model)
@@ -360,6 +338,7 @@ def test_evaluate_threshold_moves_the_face_figures(tmp_path, constant_model):
     assert frames.ap50 == pytest.approx(34 * 0.5 / 101)  # AP ranks by score: no threshold
 
 
+@pytest.mark.slow
 def test_evaluate_errors_name_the_problem(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     with pytest.raises(FaceTrackerError, match="missing.keras"):
@@ -368,6 +347,7 @@ def test_evaluate_errors_name_the_problem(tmp_path, constant_model):
         evaluate(paths, tmp_path / "model.keras", split="val")
 
 
+@pytest.mark.slow
 def test_prediction_grid_writes_png(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     figure = prediction_grid(paths, tmp_path / "model.keras", n=3, threshold=0.0, ncols=3)
@@ -376,6 +356,7 @@ def test_prediction_grid_writes_png(tmp_path, constant_model):
     assert len(figure.axes) == 3
 
 
+@pytest.mark.slow
 def test_prelabel_never_overwrites_and_writes_boxes(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     paths.images.mkdir(parents=True)
@@ -394,6 +375,7 @@ def test_prelabel_never_overwrites_and_writes_boxes(tmp_path, constant_model):
     assert prelabel_with_model(paths, tmp_path / "model.keras", threshold=0.5) == []  # nothing left to propose
 
 
+@pytest.mark.slow
 def test_prelabel_below_threshold_writes_nothing(tmp_path, constant_model):
     paths = make_project(tmp_path, constant_model)
     paths.images.mkdir(parents=True)
@@ -403,48 +385,56 @@ def test_prelabel_below_threshold_writes_nothing(tmp_path, constant_model):
     assert [p.name for p in prelabel_with_model(paths, tmp_path / "model.keras", threshold=0.79)] == ["img.json"]
 
 
+# Haar's boxes on make_project's frames (pinned: OpenCV 4's cascade, after JPEG) and the faces, in pixels of
+# the 480 px centre square (x - 80); frame0 and frame2 score 24 / 25 (24 neighbours), frame1 20 / 21.
+HAAR_BOXES_PX = [(162, 96, 306, 240), (208, 160, 343, 295), (129, 120, 262, 253)]
+FACES_PX = [(155, 100, 305, 270), (195, 160, 345, 330), (115, 120, 265, 290)]
+
+
+def iou_by_hand(a: tuple, b: tuple) -> float:
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
 @pytest.mark.slow
-def test_evaluate_command_prints_and_saves_the_api_figures(sample_root, small_model_file):
-    """`facetracker evaluate` through the installed entry point, on split sample data with the real small model.
-
-    The untrained model's scores differ a little from frame to frame; at their median as --threshold about
-    half the frames are positives, so no figure is trivially 0 or 1.
-    """
-    from facetracker.inference import Detector
-    from facetracker.split import split_dataset
-
-    paths = Paths(sample_root)
-    split_dataset(paths)
-    samples, truth = labelled_frames(paths.split_images("train"), paths.split_labels("train"), "face")
-    assert 0 < sum(t is None for t in truth) < len(truth)  # faces and empty frames
-    scores = predict_images(Detector.load(small_model_file), [s.image for s in samples])[0]
-    threshold = float(np.median(scores))
+def test_evaluate_command_prints_and_saves_hand_computed_figures(tmp_path, constant_model):
+    """`facetracker evaluate --frames DIR --output FILE` through the installed entry point: every figure of the
+    model's column is worked out by hand for the constant model (see test_model_rows_match_hand_computed_metrics),
+    Haar's from its pinned boxes."""
+    paths = make_project(tmp_path / "project", constant_model)
+    session = tmp_path / "other-session"  # another session's data/: images/ and labels/
+    shutil.copytree(paths.split_images("test").parent, session)
+    shutil.rmtree(paths.split_images("test").parent)
+    output = tmp_path / "reports" / "session.json"
     command = Path(sys.executable).with_name("facetracker")
     argv = [str(command)] if command.is_file() else [sys.executable, "-m", "facetracker.cli"]
-    done = subprocess.run([*argv, "--root", str(sample_root), "evaluate", "--model", str(small_model_file),
-                           "--split", "train", "--threshold", repr(threshold), "--grid", "2"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*argv, "--root", str(paths.root), "evaluate", "--model", str(paths.root / "model.keras"),
+                           "--frames", str(session), "--output", str(output)], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    saved = json.loads((paths.logs / "evaluation_train.json").read_text())
-    assert cv2.imread(str(paths.logs / "predictions_train.png")) is not None
-    expected = evaluate(paths, small_model_file, "train", threshold, output=sample_root / "api.json").to_dict()
-    assert saved["threshold"] == threshold and [r["detector"] for r in saved["results"]] == ["model", "haar"]
-    model = saved["results"][0]
-    assert 0 < model["precision"] < 1 and 0 < model["recall"] < 1 and model["precision"] != model["recall"]
-    for got, want in zip(saved["results"], expected["results"], strict=True):
-        assert (got["images"], got["faces"]) == (len(samples), sum(t is not None for t in truth))
-        for key in ("accuracy", "precision", "recall", "f1", "mean_iou", "ap50", "ap50_95"):
-            assert got[key] == pytest.approx(want[key], abs=1e-6), key
-            assert 0.0 <= got[key] <= 1.0, key
-    cells = {line[:16].strip(): [line[i:i + COLUMN] for i in range(16, len(line), COLUMN)]
-             for line in done.stdout.splitlines()}
-    rows = {label: [cell.split()[0] for cell in row] for label, row in cells.items()}
-    assert rows["images"] == [str(len(samples))] * 2
-    for r, cell in zip(saved["results"], cells["AP@0.5"], strict=True):  # the interval is printed as saved
-        assert f"[{r['ap50_ci'][0]:.2f}, {r['ap50_ci'][1]:.2f}]" in cell
-    for key, label in (("accuracy", "accuracy"), ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
-                       ("ap50", "AP@0.5")):
-        assert [float(cell) for cell in rows[label]] == [round(r[key], 3) for r in saved["results"]], label
+    assert not (paths.logs / "evaluation.json").exists() and not (paths.logs / "predictions.png").exists()
+    saved = json.loads(output.read_text())
+    assert saved["split"] == str(session) and [r["detector"] for r in saved["results"]] == ["model", "haar"]
+    model, haar = saved["results"]  # no augmented column: --frames has no crops
+    iou0 = 150 * 122.4 / (150 * 170)
+    iou1 = 110 * 62.4 / (150 * 122.4 + 150 * 170 - 110 * 62.4)
+    iou2 = 110 * 102.4 / (150 * 122.4 + 150 * 170 - 110 * 102.4)
+    expected_model = {"images": 4, "faces": 3, "accuracy": 0.75, "precision": 0.75, "recall": 1.0, "f1": 6 / 7,
+                      "mean_iou": (iou0 + iou1 + iou2) / 3, "ap50": 34 * 0.5 / 101, "ap50_95": 5 / 10 * 34 * 0.5 / 101}
+    haar_ious = [iou_by_hand(h, f) for h, f in zip(HAAR_BOXES_PX, FACES_PX, strict=True)]  # 0.764, 0.715, 0.694
+    # Haar finds the three faces (scores above 0.5) and nothing on the empty frame. Ranked frame0, frame2 (tied,
+    # file order), frame1: AP is 1 for t = 0.5 .. 0.65; at 0.7 frame2 misses (precision 1 up to recall 1/3, 2/3
+    # up to 2/3: (34 + 33 * 2/3) / 101); at 0.75 only frame0 matches (34 / 101); from 0.8 nothing does.
+    expected_haar = {"images": 4, "faces": 3, "accuracy": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
+                     "mean_iou": sum(haar_ious) / 3, "ap50": 1.0, "ap50_95": (4 + 56 / 101 + 34 / 101) / 10}
+    for got, want in ((model, expected_model), (haar, expected_haar)):
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, abs=1e-5), (got["detector"], key)
+    rows = {line[:16].strip(): [line[i:i + COLUMN].split()[0] for i in range(16, len(line), COLUMN)]
+            for line in done.stdout.splitlines()[1:]}  # one column per detector, each value then its interval
+    assert rows["images"] == ["4", "4"] and rows["faces"] == ["3", "3"]
+    assert rows["accuracy"] == ["0.750", "1.000"] and rows["recall"] == ["1.000", "1.000"]
+    assert rows["AP@0.5"] == [f"{34 * 0.5 / 101:.3f}", "1.000"]
 
 
 @pytest.mark.slow
@@ -476,6 +466,7 @@ def test_scoring_a_tflite_model_imports_no_tensorflow(sample_root, small_model_f
 # ----------------------------------------------------------------------------- intervals and the size rule
 
 
+@pytest.mark.slow  # over 3 s on 2 cores
 def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_images() -> None:
     rng = np.random.default_rng(0)
 

@@ -34,6 +34,7 @@ def tflite_file(model_file, tmp_path_factory) -> Path:
     return export_model(model_file, fmt="tflite", out_dir=tmp_path_factory.mktemp("export"))
 
 
+@pytest.mark.slow
 def test_savedmodel_round_trip(model_file, tmp_path):
     exported = export_model(model_file, fmt="savedmodel", out_dir=tmp_path / "export")
     assert exported == tmp_path / "export" / "small_savedmodel" and (exported / "saved_model.pb").is_file()
@@ -42,6 +43,7 @@ def test_savedmodel_round_trip(model_file, tmp_path):
     assert max(check.max_score_diff, check.max_box_diff) <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", QUANTIZATIONS)
 def test_each_quantization_exports_loads_and_agrees(quantize, model_file, frames, tflite_file, tmp_path):
     exported = export_model(model_file, "tflite", tmp_path, quantize=quantize, representative=frames)
@@ -64,6 +66,7 @@ def test_int8_with_a_broken_calibration_fails_its_check(model_file, frames, tmp_
         assert not check.ok and "TOO FAR" in check.format(), (name, check.format())
 
 
+@pytest.mark.slow
 def test_check_export_fails_for_a_different_model(model_file, tflite_file, tmp_path):
     keras.utils.set_random_seed(1)
     other = keras.saving.load_model(model_file)
@@ -73,6 +76,7 @@ def test_check_export_fails_for_a_different_model(model_file, tflite_file, tmp_p
     assert not check_export(tmp_path / "other.keras", tflite_file).ok
 
 
+@pytest.mark.slow
 def test_tflite_takes_one_frame_and_python_runs_a_batch_frame_by_frame(model_file, frames, tflite_file):
     from facetracker.inference import tflite_interpreter
 
@@ -85,6 +89,7 @@ def test_tflite_takes_one_frame_and_python_runs_a_batch_frame_by_frame(model_fil
     np.testing.assert_allclose(boxes, keras_boxes, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_tflite_detector_matches_keras_on_a_frame(model_file, tflite_file, sample_video):
     frame = cv2.VideoCapture(str(sample_video)).read()[1]
     a, b = Detector.load(model_file)(frame), Detector.load(tflite_file)(frame)
@@ -92,6 +97,7 @@ def test_tflite_detector_matches_keras_on_a_frame(model_file, tflite_file, sampl
     np.testing.assert_allclose(a.box, b.box, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_detect_runs_a_tflite_model(tflite_file, sample_video, tmp_path):
     output = tmp_path / "out.avi"
     summary = detect(source=sample_video, model=tflite_file, threshold=0.0, output=output, display=False)
@@ -101,15 +107,16 @@ def test_detect_runs_a_tflite_model(tflite_file, sample_video, tmp_path):
     assert summary.frames == count == 30
 
 
-def test_export_errors(model_file, tmp_path):
+def test_export_errors(small_model_file, tmp_path):
     with pytest.raises(FaceTrackerError, match="onnx"):
-        export_model(model_file, fmt="onnx", out_dir=tmp_path)
+        export_model(small_model_file, fmt="onnx", out_dir=tmp_path)
     with pytest.raises(FaceTrackerError, match="missing.keras"):
         export_model(tmp_path / "missing.keras", fmt="tflite", out_dir=tmp_path)
     with pytest.raises(FaceTrackerError, match="needs --format tflite"):
-        export_model(model_file, fmt="savedmodel", out_dir=tmp_path, quantize="int8")
+        export_model(small_model_file, fmt="savedmodel", out_dir=tmp_path, quantize="int8")
     with pytest.raises(FaceTrackerError, match="has none"):
-        export_model(model_file, fmt="tflite", out_dir=tmp_path, quantize="int8", representative=tmp_path / "empty")
+        export_model(small_model_file, fmt="tflite", out_dir=tmp_path, quantize="int8",
+                     representative=tmp_path / "empty")
 
 
 def write_images(folder: Path, frames: np.ndarray) -> None:
@@ -137,6 +144,12 @@ def test_export_int8_through_the_entry_point(model_file, frames, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "aug_data/train/images has none" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    # Calibrated on black images, the int8 model disagrees with the Keras one on the val frames: exit 1.
+    write_images(root / "black", np.zeros_like(frames))
+    done = subprocess.run([str(ENTRY_POINT), "--root", str(root), "export", "--quantize", "int8", "--calibration",
+                           str(root / "black")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.rstrip().endswith(": TOO FAR")
 
 
 def op_types(tflite: Path) -> dict[str, set[str]]:
@@ -151,8 +164,29 @@ def op_types(tflite: Path) -> dict[str, set[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_int8_keeps_the_grid_heads_merge_in_float(model_file, frames, tmp_path):
     """The backbone runs in int8; the softmax-weighted merge of the grid cells (and their logits) in float32."""
     ops = op_types(export_model(model_file, "tflite", tmp_path, quantize="int8", representative=frames))
     assert ops["CONV_2D"] >= {"int8"} and ops["MAX_POOL_2D"] == {"int8"}
     assert ops["SOFTMAX"] == {"float32"} and ops["SUM"] == {"float32"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("argv", "name"),
+                         [((), "constant.tflite"), (("--format", "savedmodel"), "constant_savedmodel")])
+def test_export_command_checks_the_default_export_on_the_val_images(argv, name, constant_model, sample_template,
+                                                                    tmp_path, capsys):
+    """`facetracker export` (TFLite float, the default) and `--format savedmodel`: the file, then its check against
+    the Keras model on aug_data/val/images, as the user reads them."""
+    from facetracker.cli import main
+
+    root = tmp_path / "project"
+    write_images(root / "aug_data" / "val" / "images", frame_inputs(sample_template)[:6])
+    assert main(["--root", str(root), "export", "--model", str(constant_model), *argv]) == 0
+    exported = root / "export" / name
+    fmt = "savedmodel" if argv else "tflite"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"exported {fmt} model (none) to {exported} (")
+    assert lines[1].startswith(f"{exported} on 6 images of {root / 'aug_data' / 'val' / 'images'}: ")
+    assert lines[1].endswith(": OK") and "decisions agree on 100.0% at 0.5" in lines[1]

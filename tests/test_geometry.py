@@ -6,8 +6,18 @@ import sys
 import numpy as np
 import pytest
 
-from facetracker.geometry import NO_BOX, box_to_square, center_square, iou, is_visible, ordered, shows_object
-from facetracker.inference import box_to_frame, frame_geometry
+from facetracker.geometry import (
+    MIN_SIDE,
+    NO_BOX,
+    box_in_square,
+    box_to_square,
+    center_square,
+    iou,
+    is_visible,
+    ordered,
+    shows_object,
+)
+from facetracker.inference import FrameGeometry, box_to_frame, frame_geometry
 
 SIZES = [(640, 480), (480, 640), (1280, 720), (300, 300), (101, 77)]
 
@@ -52,6 +62,7 @@ def test_center_square_and_the_visibility_rule():
     assert is_visible(30.0, 100.0, 0.3) and not is_visible(29.0, 100.0, 0.3) and not is_visible(0.0, 0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_geometry_imports_nothing_heavy():
     code = "import sys, facetracker.geometry; print([m for m in ('cv2', 'tensorflow', 'keras') if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -79,3 +90,40 @@ def test_a_score_at_the_threshold_is_the_object_everywhere():
 def test_ordered_sorts_corners_and_iou_of_known_boxes():
     np.testing.assert_array_equal(ordered(np.array([[0.8, 0.9, 0.2, 0.1]])), [[0.2, 0.1, 0.8, 0.9]])
     assert iou((0, 0, 2, 2), (1, 1, 3, 3)) == 1 / 7 and iou(NO_BOX, NO_BOX) == 0.0
+
+
+def test_frame_geometry_keeps_the_frame_size():
+    assert frame_geometry(640, 480) == FrameGeometry(80, 0, 480, 640, 480)
+    assert frame_geometry(480, 640) == FrameGeometry(0, 80, 480, 480, 640)
+
+
+def test_box_to_frame_by_hand_on_a_portrait_frame():
+    """480x640 (portrait): the square starts at y = 80; boxes are rounded to whole pixels unless asked not to."""
+    geo = frame_geometry(480, 640)
+    assert box_to_frame((0.0, 0.0, 0.5, 0.5), geo) == (0, 80, 240, 320)
+    assert box_to_frame((-0.1, -0.2, 0.5, 1.3), geo) == (0, 80, 240, 560)  # clipped to the square first
+    box = box_to_frame((155 / 480, 100 / 480, 305 / 480, 222.4 / 480), frame_geometry(640, 480))
+    assert box == (235, 100, 385, 222) and all(type(v) is int for v in box)
+    np.testing.assert_allclose(box_to_frame((155 / 480, 100 / 480, 305 / 480, 222.4 / 480), frame_geometry(640, 480),
+                                            rounded=False), (235, 100, 385, 222.4))
+
+
+def test_box_to_square_by_hand_on_a_portrait_frame():
+    """A box of a 480x640 frame, (120, 160, 360, 320) px, is (120, 80, 360, 240) px of the square below y = 80."""
+    np.testing.assert_allclose(box_to_square((0.25, 0.25, 0.75, 0.5), 480, 640), (0.25, 80 / 480, 0.75, 0.5))
+    assert box_to_square((100 / 480, 10 / 640, 200 / 480, 60 / 640), 480, 640) is None  # above the square
+
+
+def test_box_cut_by_the_right_edge_of_the_square():
+    """(500, 100, 600, 200) px of a 640x480 frame: 60 of its 100 px width lie in the square (x < 560)."""
+    box = (500 / 640, 100 / 480, 600 / 640, 200 / 480)
+    np.testing.assert_allclose(box_to_square(box, 640, 480, min_visibility=0.6), (420 / 480, 100 / 480, 1.0, 200 / 480))
+    assert box_to_square(box, 640, 480, min_visibility=0.61) is None
+
+
+def test_the_size_rule_drops_thin_boxes():
+    """box_in_square drops a face thinner than MIN_SIDE of the square in either direction, keeps one as wide."""
+    assert box_in_square((0.3, 0.5, 0.6, 0.5 + 0.9 * MIN_SIDE * 480 / 480), 640, 480) is None  # too flat
+    assert box_in_square((0.3, 0.5, 0.3 + 0.9 * MIN_SIDE * 480 / 640, 0.7), 640, 480) is None  # too narrow
+    assert box_in_square((0.3, 0.5, 0.3 + 1.1 * MIN_SIDE * 480 / 640, 0.7), 640, 480) is not None
+    assert is_visible(0.5, 1.0, 0.25)  # half a square pixel of a one-pixel face still counts

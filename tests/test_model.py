@@ -137,3 +137,16 @@ def test_offline_imagenet_says_how_to_supply_the_weights(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert "copy vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models/" in out.stdout.lower()
     assert "--weights PATH" in out.stdout and "--weights none" in out.stdout
+
+
+def test_mobilenetv2_preprocessing_matches_keras_preprocess_input() -> None:
+    """What the MobileNetV2 backbone receives inside our model == keras' preprocess_input: [-1, 1], which its
+    ImageNet weights expect (our inputs are [0, 1])."""
+    model = build_model("mobilenetv2", SIZE, "none", head_units=8)
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    fed = keras.Model(model.input, backbone._inbound_nodes[0].input_tensors[0])  # the backbone's input in our graph
+    x = images(2)
+    theirs = keras.applications.mobilenet_v2.preprocess_input(x * 255.0)
+    np.testing.assert_allclose(np.asarray(fed(x)), theirs, atol=1e-5)
+    assert np.asarray(fed(np.zeros((1, SIZE, SIZE, 3), np.float32))).max() == -1.0
+    assert np.asarray(fed(np.ones((1, SIZE, SIZE, 3), np.float32))).min() == 1.0

@@ -34,7 +34,7 @@ from facetracker.config import Paths
 from facetracker.sample_data import write_sample_video
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "FaceDetection.ipynb"
-SIZE_KNOBS = "SAMPLE_FRAMES = 30\nPER_IMAGE = 3\nEPOCHS = 1\n"
+SIZE_KNOBS = "SAMPLE_FRAMES = 24\nPER_IMAGE = 3\nEPOCHS = 1\n"  # 24: not FRAMES_TO_COLLECT (30)
 PARAMETERS_LINE = re.compile(r"trained \w+ \(([\d,]+) parameters\)")
 BLUE = (255, 0, 0)  # BGR: the loop cell's committed box colour
 CHROMIUM = Path("/usr/bin/chromium")
@@ -124,7 +124,7 @@ def test_run_all_with_committed_settings(run_all):
     notebook = nbformat.read(executed, as_version=4)
     errors = [(i, o) for i, c in enumerate(notebook.cells) for o in outputs(c, "error")]
     assert not errors, errors
-    assert len(list((root / "data" / "images").glob("*.jpg"))) == 30  # SAMPLE_FRAMES, from the sample session
+    assert len(list((root / "data" / "images").glob("*.jpg"))) == 24  # SAMPLE_FRAMES (set above), not 30
     assert len(list((root / "logs" / "captured").glob("*.jpg"))) == 30  # FRAMES_TO_COLLECT as committed
     assert (root / "facetracker.keras").is_file()
     assert (root / "logs" / "realtime.mp4").is_file()

@@ -94,6 +94,7 @@ def one_step(tracker_class: type, loss, weights: list[np.ndarray], masked: bool 
     return detector.get_weights(), {name: float(value) for name, value in logs.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked", [False, True], ids=["tutorial loss", "quick preset's masked loss"])
 def test_training_class_makes_the_package_first_update(notebook_code, masked):
     start = build_model("small", SIZE, "none", 16).get_weights()

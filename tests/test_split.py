@@ -35,7 +35,9 @@ def names(count: int, start: int = 0) -> list[str]:
     return [f"img{i:04d}" for i in range(start, start + count)]
 
 
-@pytest.mark.parametrize(("total", "counts"), [(90, [63, 14, 13]), (20, [14, 3, 3]), (1, [1, 0, 0]), (0, [0, 0, 0])])
+# 9: exact 6.3 / 1.35 / 1.35, the one left over goes to the largest remainder (test), not to the first split.
+@pytest.mark.parametrize(("total", "counts"), [(90, [63, 14, 13]), (20, [14, 3, 3]), (1, [1, 0, 0]), (0, [0, 0, 0]),
+                                               (9, [6, 2, 1]), (16, [11, 3, 2])])
 def test_target_counts(total: int, counts: list[int]) -> None:
     assert target_counts(total, (0.7, 0.15, 0.15)) == counts
 
@@ -146,6 +148,7 @@ def test_raw_data_untouched_by_the_whole_pipeline(sample_paths: Paths, file_hash
     assert sum(len(list(sample_paths.split_images(s).iterdir())) for s in SPLITS) == 20
 
 
+@pytest.mark.slow
 def test_split_warns_about_copies_whose_raw_image_is_gone(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     tiny_frames(paths, names(10))
@@ -166,3 +169,61 @@ def test_split_warns_about_copies_whose_raw_image_is_gone(tmp_path: Path) -> Non
     assert orphaned_copies(paths) == [copy]
     (paths.images / "img0004.jpg").write_bytes(copy.read_bytes())
     assert orphaned_copies(paths) == []
+
+
+def test_ratios_may_leave_a_split_empty_but_must_sum_to_1() -> None:
+    from facetracker.split import check_ratios
+
+    assert check_ratios((1, 0, 0)) == (1.0, 0.0, 0.0)
+    with pytest.raises(FaceTrackerError) as error:
+        check_ratios((0.5, 0.5, 0.5))
+    assert str(error.value) == ("--ratios (0.5, 0.5, 0.5): give 3 non-negative shares for train/test/val that sum "
+                                "to 1, e.g. 0.7 0.15 0.15.")
+
+
+def test_a_tie_goes_to_the_earlier_split_and_the_default_seed_is_0(tmp_path: Path) -> None:
+    """Three images at equal shares: the first placed (by the seed's order) goes to train, the next to test."""
+    from facetracker.split import placement_order
+
+    paths = Paths(tmp_path / "a")
+    tiny_frames(paths, names(3))
+    got = assignment(split_dataset(paths, ratios=(1 / 3, 1 / 3, 1 / 3)))
+    order = placement_order(names(3), 0)
+    assert [got[stem] for stem in order] == ["train", "test", "val"]
+    other = Paths(tmp_path / "b")
+    tiny_frames(other, names(40))
+    assert assignment(split_dataset(other)) == assignment(split_dataset(Paths(tmp_path / "b"), seed=0))
+
+
+def test_rerun_rewrites_nothing_and_recopies_a_label_of_the_same_size(tmp_path: Path) -> None:
+    """Unchanged copies keep their file (inode and time); a label edited to other bytes of the same length is
+    copied again."""
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(6))
+    split = assignment(split_dataset(paths))
+    copies = sorted(p for p in paths.data.rglob("*") if p.is_file() and p.parent.parent != paths.data)
+    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in copies}
+    split_dataset(paths)
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in copies} == stamps
+    label = paths.labels / "img0000.json"
+    label.write_text(label.read_text().replace("img0000", "img9999"))  # same length, other bytes
+    split_dataset(paths)
+    assert (paths.split_labels(split["img0000"]) / label.name).read_text() == label.read_text()
+
+
+def test_split_command_prints_counts_and_warns_about_orphaned_copies(tmp_path: Path, capsys) -> None:
+    from facetracker.cli import main
+
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(20))
+    assert main(["--root", str(tmp_path), "split"]) == 0
+    assert capsys.readouterr().out == "train: 14  test: 3  val: 3\n"
+    gone = sorted(paths.split_images("test").iterdir())[:2]
+    for image in gone:
+        (paths.images / image.name).unlink()
+    assert main(["--root", str(tmp_path), "split"]) == 0
+    assert capsys.readouterr().out == (
+        f"train: 14  test: 3  val: 3\nwarning: 2 split image(s) have no raw image in {paths.images}: if you deleted "
+        "the frame on purpose, delete the copy and its label in the split folder too, then run `facetracker augment "
+        f"--prune`; if the copy belongs in the dataset, copy it back to {paths.images}:\n"
+        f"  - {gone[0]}\n  - {gone[1]}\n")

@@ -70,6 +70,7 @@ def test_strategy_errors_name_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
         make_strategy("tpu")
 
 
+@pytest.mark.slow
 def test_missing_tensorboard_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(FaceTrackerError, match="pip install tensorboard"):
@@ -124,6 +125,7 @@ class LastWeights(keras.callbacks.Callback):
         self.weights = self.model.detector.get_weights()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
 def test_with_ema_the_best_model_is_the_average_it_was_validated_on(tmp_path: Path, ema_momentum: float) -> None:
     paths, val_ds, last = Paths(tmp_path), dataset(16, seed=1), LastWeights()
@@ -134,6 +136,7 @@ def test_with_ema_the_best_model_is_the_average_it_was_validated_on(tmp_path: Pa
     assert validation_loss(saved, val_ds) == pytest.approx(result.history["val_loss"][0], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_the_monitor_chooses_the_best_epoch(tmp_path: Path) -> None:
     """The last epoch's scores are spoiled before validation: its box loss, not its total, can be the lowest."""
     paths, val_ds = Paths(tmp_path), dataset(16, seed=1)
@@ -146,6 +149,7 @@ def test_the_monitor_chooses_the_best_epoch(tmp_path: Path) -> None:
     assert record["monitor"] == "val_regress_loss" and record["val_regress_loss"] == pytest.approx(regress[2])
 
 
+@pytest.mark.slow
 def test_quick_preset_averages_its_weights_and_keeps_its_best_boxes() -> None:
     assert resolve_preset("quick").ema_momentum == 0.99 and resolve_preset("tutorial").ema_momentum == 0
     assert resolve_preset("quick").monitor == "val_regress_loss" and resolve_preset("tutorial").monitor == "val_loss"
@@ -204,6 +208,7 @@ def test_resume_restores_weights_optimizer_and_epoch(tmp_path: Path) -> None:
     assert [row["epoch"] for row in read_history_rows(run / "history.csv")] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     """An interrupted run's files (its settings, Keras' backup marker) as `train` leaves them; no training."""
     paths = Paths(tmp_path)
