@@ -43,6 +43,7 @@ BOX_COLOR = (255, 0, 0)  # BGR blue, as in the tutorial
 TEXT_COLOR = (255, 255, 255)
 FPS_SMOOTHING = 0.1  # weight of the newest frame in the FPS overlay's moving average (about the last 10 frames)
 PREDICTIONS_FILE = "predictions.jsonl"
+LIVE_RECORDING_FPS = 30.0  # the most frames per second a recording of a live source holds
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,15 @@ class Recorder:
     """Writes annotated frames to a video that plays at the speed of the run.
 
     From a video file every frame is written once, at the file's frame rate: an annotated copy.
-    From a live source (camera, URL) the video has a constant rate `fps`, and each frame is repeated
-    until the next one arrives, so the clip lasts as long as the run, however slow the model is.
+    From a live source (camera, URL) the video has a constant rate, `fps` up to LIVE_RECORDING_FPS, and
+    each frame is repeated until the next one arrives, so the clip lasts as long as the run, however slow
+    the model is.
     """
 
     def __init__(self, path: Path, fps: float, live: bool, start: float):
-        self.path, self.fps, self.live, self.start = path, fps, live, start
+        # Repeating frames at a fast stream's rate could never keep up: each write costs milliseconds.
+        self.fps = min(fps, LIVE_RECORDING_FPS) if live else fps
+        self.path, self.live, self.start = path, live, start
         self.writer: cv2.VideoWriter | None = None
         self.written = 0
 
