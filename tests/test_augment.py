@@ -507,3 +507,15 @@ def test_a_crashed_worker_fails_its_image_with_the_fix(tmp_path):
     assert result.failure[1].startswith("BrokenProcessPool: ")
     assert result.failure[1].endswith("(out of memory? in a script, call augment under "
                                       "`if __name__ == '__main__':`, or use workers=1)")
+
+
+def test_importing_facetracker_turns_off_albumentations_online_version_check():
+    """albumentations asks the package index for a newer release at import; offline that stalls and warns (a red
+    block in the notebook). Importing facetracker turns the check off, unless the user chose otherwise."""
+    code = "import os, facetracker; print(os.environ.get('NO_ALBUMENTATIONS_UPDATE'))"
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.strip() == "1", done.stderr
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**env, "NO_ALBUMENTATIONS_UPDATE": "0"})
+    assert done.stdout.strip() == "0", done.stderr
