@@ -322,19 +322,20 @@ def test_trains_under_mixed_bfloat16() -> None:
 
 
 class WorseBeforeValidation(keras.callbacks.Callback):
-    """Before the validation of one epoch, make every score 1.0 (a sure "face" for the empty images too)."""
+    """Before the validation of one epoch (or, `onwards`, of every epoch from it on), set every score's logit
+    to `score_bias`: 30 makes each a sure "face" (the empty images too), -30 a sure "no face"."""
 
-    def __init__(self, epoch: int) -> None:
+    def __init__(self, epoch: int, score_bias: float = 30.0, onwards: bool = False) -> None:
         super().__init__()
-        self.epoch, self.current = epoch, -1
+        self.epoch, self.current, self.score_bias, self.onwards = epoch, -1, score_bias, onwards
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.current = epoch
 
     def on_test_begin(self, logs: dict | None = None) -> None:
-        if self.current == self.epoch:
+        if self.current == self.epoch or (self.onwards and self.current > self.epoch):
             bias = self.model.detector.get_layer("score").bias
-            bias.assign(np.full(bias.shape, 30.0, np.float32))
+            bias.assign(np.full(bias.shape, self.score_bias, np.float32))
 
 
 def validation_loss(detector: keras.Model, val_ds: tf.data.Dataset) -> float:

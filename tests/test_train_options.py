@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from test_train import WorseBeforeValidation, validation_loss
 
 from facetracker import dataset
 from facetracker.augment import augment_dataset
@@ -83,34 +84,12 @@ def test_the_cli_refuses_an_unknown_cache(tmp_path: Path, capsys: pytest.Capture
     assert exit_info.value.code == 2 and "--cache" in capsys.readouterr().err
 
 
-class WorseFrom(keras.callbacks.Callback):
-    """From epoch `epoch` on, make every score 0 ("no face") before validation: with the session's validation
-    crops, nearly all faces, no later epoch beats the ones before."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__()
-        self.epoch, self.current = epoch, -1
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.current = epoch
-
-    def on_test_begin(self, logs: dict | None = None) -> None:
-        if self.current >= self.epoch:
-            bias = self.model.detector.get_layer("score").bias
-            bias.assign(np.full(bias.shape, -30.0, np.float32))
-
-
-def validation_loss(model_file: Path, paths: Paths) -> float:
+def saved_validation_loss(model_file: Path, paths: Paths) -> float:
     """The validation total loss of a saved detector on aug_data/val, as the quick preset's training computes it."""
     from facetracker.dataset import make_dataset
-    from facetracker.losses import classification_loss, masked_localization_loss
-    from facetracker.train import FaceTracker
 
-    tracker = FaceTracker(keras.saving.load_model(model_file, safe_mode=True))
-    tracker.compile(keras.optimizers.Adam(), classification_loss(), masked_localization_loss, masked=True,
-                    jit_compile=False)
     val_ds = make_dataset(paths.aug_images("val"), paths.aug_labels("val"), 16, shuffle=False, cache="off")
-    return tracker.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
+    return validation_loss(keras.saving.load_model(model_file, safe_mode=True), val_ds)
 
 
 @pytest.mark.slow
@@ -118,11 +97,11 @@ def test_early_stop_ends_after_the_patience_and_keeps_the_best_epoch(augmented_t
                                                                       tmp_path: Path) -> None:
     paths = project(augmented_template, tmp_path / "project")
     result = train_from_paths(paths, epochs=8, patience=2, monitor="val_loss", ema_momentum=0.0,
-                              callbacks=[WorseFrom(epoch=1)], **FAST)
+                              callbacks=[WorseBeforeValidation(epoch=1, score_bias=-30.0, onwards=True)], **FAST)
     val = result.history["val_loss"]
     assert len(val) == 3  # the best epoch, then two without a better loss
     assert result.best_epoch == 0 and min(val[1:]) > val[0]
-    assert validation_loss(result.model_path, paths) == pytest.approx(val[0], rel=1e-4)
+    assert saved_validation_loss(result.model_path, paths) == pytest.approx(val[0], rel=1e-4)
 
 
 class FirstStep(keras.callbacks.Callback):
