@@ -51,9 +51,9 @@ def train_seed(root: Path, seed: int, quick: bool) -> tuple[dict, float]:
     facetracker(root, "train", "--preset", "quick", "--seed", str(seed), "--name", f"seed{seed}", *TRAIN_ARGS[quick])
     seconds = time.perf_counter() - tick
     run = root / "logs" / "train" / f"seed{seed}"
-    for (_, file), frames in zip(SETS, ([], ["--frames", str(root / "check" / "data")]), strict=True):
-        facetracker(root, "evaluate", "--grid", "0", "--model", str(run / "best.keras"), "--output",
-                    str(run / file), *frames)
+    # The test frames with no prediction grid (--grid 0); the check session's frames, which draw none.
+    for (_, file), where in zip(SETS, (["--grid", "0"], ["--frames", str(root / "check" / "data")]), strict=True):
+        facetracker(root, "evaluate", "--model", str(run / "best.keras"), "--output", str(run / file), *where)
     return figures(run), seconds
 
 

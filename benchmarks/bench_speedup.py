@@ -1,13 +1,14 @@
 """Training time before and after the speed levers: the notebook's training cell and `make demo`, side by side.
 
-"Before" is the same code with the levers switched off by their options (`cache="off"`: every epoch
-decodes every JPEG crop, as before the cache); "after" is the committed defaults. Both run in this
-item, one after the other, on the same data:
+"Before" is the same code with the levers switched off (`cache="off"`: every epoch decodes every
+JPEG crop, as before the cache; and for the notebook, TF_ENABLE_ONEDNN_OPTS=0, which its setup cell
+set before to hide a start-up notice that TF_CPP_MIN_LOG_LEVEL=2 hides anyway); "after" is the
+committed defaults (TensorFlow's own oneDNN kernels, as `facetracker train` always had). Both run in
+this item, one after the other, on the same data:
 
 - the notebook's training cell with its committed settings: the quick preset (30 epochs) on 60
   augmented copies of each frame of the 90-frame sample session, through the calls the notebook makes
-  (`dataset.datasets`, then `train.train`), in a fresh Python with the environment the notebook's
-  setup cell gives TensorFlow (`NOTEBOOK_ENV`: TF_ENABLE_ONEDNN_OPTS=0 unless already set);
+  (`dataset.datasets`, then `train.train`), in a fresh Python;
 - `make demo`: the real `facetracker demo` command in a fresh folder (sample data, split, 30 copies,
   training, evaluation on the test frames and the 200-frame check session), its stage times as it
   reports them.
@@ -18,6 +19,7 @@ the preset's 30 epochs projected as the measured time plus the missing epochs at
 epochs after the first.
 """
 
+import functools
 import json
 import os
 import re
@@ -30,7 +32,8 @@ from pathlib import Path
 from common import augmented_session, data_root, log
 
 NOTEBOOK_PER_IMAGE = 60  # the notebook's PER_IMAGE
-NOTEBOOK_ENV = {"TF_ENABLE_ONEDNN_OPTS": "0"}  # what FaceDetection.ipynb's setup cell sets with os.environ.setdefault
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
+NOTEBOOK_ONEDNN = {"off": "0", "auto": None}  # by cache setting: what the notebook's setup cell set before, then now
 SETTINGS = {True: {"per_image": 3, "epochs": 2, "demo": ["--frames", "40", "--per-image", "3", "--check-frames", "40"]},
             False: {"per_image": NOTEBOOK_PER_IMAGE, "epochs": None, "demo": []}}
 CACHES = {"before (cache off)": "off", "after (defaults)": "auto"}
@@ -65,7 +68,8 @@ def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict
     timer = epoch_timer()
     tick = time.perf_counter()
     settings = train.resolve_preset("quick", epochs=epochs)
-    data = dataset.datasets(paths, batch_size=settings.batch_size, cache=cache)
+    data = dataset.datasets(paths, batch_size=settings.batch_size, seed=settings.seed, splits=("train", "val"),
+                            make=functools.partial(dataset.make_dataset, cache=cache))
     result = train.train(paths, data["train"], data["val"], preset="quick", epochs=epochs, verbose=0, name=name,
                          callbacks=[timer])
     seconds = time.perf_counter() - tick
@@ -78,12 +82,13 @@ def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> d
     code = (f"import sys, json; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import bench_speedup; print('RESULT', json.dumps(bench_speedup.notebook_cell("
             f"Path({str(root)!r}), {cache!r}, {epochs!r}, {name!r})))")
-    env = {**NOTEBOOK_ENV, **os.environ}  # setdefault: a value already set wins
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN}
+    env.update({ONEDNN: NOTEBOOK_ONEDNN[cache]} if NOTEBOOK_ONEDNN[cache] else {})
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"the notebook cell with cache {cache} failed: {done.stderr[-2000:]}")
-    return {**json.loads(line[7:]), "onednn": env["TF_ENABLE_ONEDNN_OPTS"]}
+    return {**json.loads(line[7:]), "onednn": env.get(ONEDNN, "default (on)")}
 
 
 def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
@@ -92,8 +97,9 @@ def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
     command = [str(entry)] if entry.is_file() else [sys.executable, "-m", "facetracker.cli"]
     command += ["--root", str(root), "demo", "--cache", cache, *extra]
     command += ["--epochs", str(epochs)] if epochs else []
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN}  # the command's defaults, not the shell's
     tick = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - tick
     if done.returncode != 0:
         raise RuntimeError(f"facetracker demo --cache {cache} failed: {done.stderr[-2000:]}")
@@ -150,11 +156,12 @@ def run(quick: bool) -> dict:
     return {
         "title": "Training time before and after: the notebook's training cell and `make demo`",
         "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame "
-                               f"(TF_ENABLE_ONEDNN_OPTS={cells[before]['onednn']}), "
+                               f"(TF_ENABLE_ONEDNN_OPTS before: {cells[before]['onednn']}, after: "
+                               f"{cells[after]['onednn']}), "
                                f"the demo on {demo_size}:", "columns": columns, "rows": rows}],
         "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
                      f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "
-                     f"{cells[after]['best_epoch'] + 1}) after (the notebook's shuffle is not seeded)."],
+                     f"{cells[after]['best_epoch'] + 1}) after (the preset's seed both times)."],
         "targets": [] if short or quick else [
             {"target": "the notebook's training cell in at most half its time before",
              "measured": f"{cell_after:.0f} s against {cells[before]['seconds']:.0f} s",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # The order items run and appear in; others follow, by name.
-ORDER = ("latency", "quantize", "pipeline", "augment", "train", "speedup", "accuracy", "bf16")
+ORDER = ("latency", "quantize", "pipeline", "augment", "train", "speedup", "notebook", "accuracy", "bf16")
 
 INTRO = """\
 - Every item runs in its own Python process; methods compared with each other run interleaved, round
