@@ -40,6 +40,13 @@ MUTANTS = (
 )
 
 
+# pytest-xdist: two test processes. Much of a test's time is a fresh Python importing TensorFlow, a browser
+# or a window starting, which leaves a core idle; a second process fills it. Whole files go to one process
+# (loadfile), so a module's expensive fixture (the notebook's Run All) is built once. `-n 0` after the
+# task's name runs everything in one process.
+PARALLEL = ("-n", "2", "--dist", "loadfile")
+
+
 def check_python() -> None:
     """Exit with one clear line when this Python is not a supported version."""
     if sys.version_info[:2] not in SUPPORTED:
@@ -105,7 +112,7 @@ def task(name: str, args: list[str]) -> int:
         code = run(venv_bin("ruff"), "check", ".")
         fast = ["-m", "not slow"] if name == "test-fast" else []
         # pytest exits 5 when no test ran: that is a failure here too, as every non-zero code.
-        return code or run(python, "-m", "pytest", "-q", "--timeout=900", *fast, *args, env=test_env)
+        return code or run(python, "-m", "pytest", "-q", "--timeout=900", *PARALLEL, *fast, *args, env=test_env)
     if name == "mutate":
         part, names = (args[0], args[1:]) if args[:1] in (["tool"], ["hand"]) else ("all", args)
         if part == "all" and names:
