@@ -3,8 +3,9 @@
 "Before" is the same code with the levers switched off (`cache="off"`: every epoch decodes every
 JPEG crop, as before the cache; and for the notebook, TF_ENABLE_ONEDNN_OPTS=0, which its setup cell
 set before to hide a start-up notice that TF_CPP_MIN_LOG_LEVEL=2 hides anyway); "after" is the
-committed defaults (TensorFlow's own oneDNN kernels, as `facetracker train` always had). Both run in
-this item, one after the other, on the same data:
+committed defaults (TensorFlow's own choice of oneDNN kernels, as `facetracker train` always had;
+TensorFlow turns them on for CPUs with AVX-512 VNNI or bf16, so on other CPUs before and after train
+with the same kernels). Both run in this item, one after the other, on the same data:
 
 - the notebook's training cell with its committed settings: the quick preset (30 epochs) on 60
   augmented copies of each frame of the 90-frame sample session, through the calls the notebook makes
@@ -88,7 +89,7 @@ def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> d
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"the notebook cell with cache {cache} failed: {done.stderr[-2000:]}")
-    return {**json.loads(line[7:]), "onednn": env.get(ONEDNN, "default (on)")}
+    return {**json.loads(line[7:]), "onednn": env.get(ONEDNN, "TensorFlow's default")}
 
 
 def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:

@@ -139,7 +139,7 @@ def machine() -> dict:
         info["tflite_runtime"] = "LiteRT (ai_edge_litert)"
     except ImportError:
         info["tflite_runtime"] = "tf.lite (TensorFlow)"
-    info["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")
+    info["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default")
     return info
 
 
