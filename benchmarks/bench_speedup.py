@@ -60,6 +60,11 @@ def epoch_timer():
     return EpochTimer()
 
 
+def environment_without_onednn() -> dict[str, str]:
+    """This process's environment less TF_ENABLE_ONEDNN_OPTS: the code's own default, not the shell's."""
+    return {k: v for k, v in os.environ.items() if k != ONEDNN}
+
+
 def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict:
     """The notebook's training cell (datasets, then train) on `root`; its wall time and epoch times."""
     from facetracker import dataset, train
@@ -83,7 +88,7 @@ def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> d
     code = (f"import sys, json; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import bench_speedup; print('RESULT', json.dumps(bench_speedup.notebook_cell("
             f"Path({str(root)!r}), {cache!r}, {epochs!r}, {name!r})))")
-    env = {k: v for k, v in os.environ.items() if k != ONEDNN}
+    env = environment_without_onednn()
     env.update({ONEDNN: NOTEBOOK_ONEDNN[cache]} if NOTEBOOK_ONEDNN[cache] else {})
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -98,7 +103,7 @@ def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
     command = [str(entry)] if entry.is_file() else [sys.executable, "-m", "facetracker.cli"]
     command += ["--root", str(root), "demo", "--cache", cache, *extra]
     command += ["--epochs", str(epochs)] if epochs else []
-    env = {k: v for k, v in os.environ.items() if k != ONEDNN}  # the command's defaults, not the shell's
+    env = environment_without_onednn()
     tick = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - tick

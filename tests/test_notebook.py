@@ -28,26 +28,18 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from notebook_settings import NOTEBOOK, with_settings
 
 import facetracker
 from facetracker.config import Paths
 from facetracker.sample_data import write_sample_video
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "FaceDetection.ipynb"
 SIZE_KNOBS = "SAMPLE_FRAMES = 24\nPER_IMAGE = 3\nEPOCHS = 1\n"  # 24: not FRAMES_TO_COLLECT (30)
 PARAMETERS_LINE = re.compile(r"trained \w+ \(([\d,]+) parameters\)")
 BLUE = (255, 0, 0)  # BGR: the loop cell's committed box colour
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-
-
-def with_settings(settings: str) -> nbformat.NotebookNode:
-    """The committed notebook with `settings` in a cell right after the `parameters` cell."""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    index = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
-    notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(settings))
-    return notebook
 
 
 def headless_env(monkeypatch: pytest.MonkeyPatch) -> None:
