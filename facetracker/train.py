@@ -49,7 +49,7 @@ from facetracker.config import (
     next_run_dir,
 )
 from facetracker.errors import FaceTrackerError
-from facetracker.fileio import atomic_copy, atomic_write, publish
+from facetracker.fileio import TEMP_MARK, atomic_copy, atomic_write, publish
 from facetracker.losses import (
     classification_loss,
     localization_loss,
@@ -390,6 +390,35 @@ class SaveBest(keras.callbacks.Callback):
                     self.ema.on_test_end()
 
 
+class WholeFileBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore with each file written through a temporary one and moved into place.
+
+    Keras writes training_metadata.json in place: a kill mid-write leaves it empty, and the next run
+    fails to parse it instead of resuming.
+    """
+
+    def _save_model(self) -> None:
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights_temp = folder / f".latest.{os.getpid()}{TEMP_MARK}.weights.h5"  # Keras wants .weights.h5
+        self.model.save_weights(str(weights_temp), overwrite=True)
+        os.replace(weights_temp, self._weights_path)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        atomic_write(Path(self._training_metadata_path), json.dumps(metadata).encode())
+
+
+def read_backup_epoch(backup: Path) -> int | None:
+    """The epoch an interrupted run's backup resumes from, or None when there is no backup to resume."""
+    metadata = backup / "training_metadata.json"
+    if not metadata.is_file():
+        return None
+    try:
+        return int(json.loads(metadata.read_text())["epoch"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise FaceTrackerError(f"{metadata}: damaged ({error}); delete {backup} to train this run "
+                               "from the start.") from error
+
+
 def read_history_rows(path: Path) -> list[dict[str, float]]:
     """The epoch rows Keras' CSVLogger wrote (none if the file is missing), the last row of each epoch kept.
 
@@ -548,7 +577,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     keras.utils.set_random_seed(config.seed)
     input_size = int(train_ds.element_spec[0].shape[1])
     tracker = build_tracker(config, input_size, _batches(train_ds), make_strategy(strategy), recipe)
-    resuming = (backup / "training_metadata.json").is_file()
+    resuming = read_backup_epoch(backup) is not None
     _check_resume(run_dir / RUN_FILE, config, tracker.detector.count_params(), resuming,
                   optimizer_record(tracker.optimizer) if optimizer is not None else None)
     if not resuming:
@@ -565,7 +594,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     save_best = SaveBest(run_dir / BEST_FILE, best_before, ema, config.monitor, config.patience, best_epoch)
     tracker.fit(train_ds, epochs=config.epochs, validation_data=val_ds, verbose=verbose, shuffle=False, callbacks=[
         *([ema] if ema else []), keras.callbacks.TerminateOnNaN(), save_best,
-        keras.callbacks.CSVLogger(str(history_path), append=True), keras.callbacks.BackupAndRestore(str(backup)),
+        keras.callbacks.CSVLogger(str(history_path), append=True), WholeFileBackup(str(backup)),
         keras.callbacks.TensorBoard(str(run_dir)), *callbacks])
     return _result(paths, run_dir, config, tracker.detector.count_params())
 

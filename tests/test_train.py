@@ -15,7 +15,16 @@ import tensorflow as tf
 
 from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
-from facetracker.train import PRESETS, build_tracker, make_strategy, read_history_rows, resolve_preset, train
+from facetracker.train import (
+    PRESETS,
+    WholeFileBackup,
+    build_tracker,
+    make_strategy,
+    read_backup_epoch,
+    read_history_rows,
+    resolve_preset,
+    train,
+)
 
 SIZE = 32
 
@@ -222,6 +231,36 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
         train(paths, dataset(16), dataset(8, seed=1), epochs=2, **{**QUICK, "head_units": 32})
     assert (run / "backup" / "training_metadata.json").is_file()  # the interrupted run is kept
     assert json.loads((run / "run.json").read_text()) == settings
+
+
+def test_a_backup_interrupted_mid_write_keeps_the_last_whole_one(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C (or a kill) while the backup is written leaves the previous epoch's files readable."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    backup = WholeFileBackup(str(tmp_path / "backup"))
+    backup.set_model(model)
+    backup.on_epoch_end(0)
+    saved = model.get_weights()
+    model.set_weights([w + 1 for w in saved])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dumps", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        backup.on_epoch_end(1)
+    monkeypatch.undo()
+    assert read_backup_epoch(tmp_path / "backup") == 1
+    restored = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    restored.load_weights(tmp_path / "backup" / "latest.weights.h5")  # a whole file, if a newer one
+    assert not list((tmp_path / "backup").glob(".*"))  # no temporary file left behind
+
+
+def test_a_damaged_backup_names_the_folder_to_delete(tmp_path: Path) -> None:
+    (tmp_path / "backup").mkdir()
+    assert read_backup_epoch(tmp_path / "backup") is None
+    (tmp_path / "backup" / "training_metadata.json").write_text("")
+    with pytest.raises(FaceTrackerError, match=r"training_metadata.json: damaged .* delete .*backup"):
+        read_backup_epoch(tmp_path / "backup")
 
 
 class PoisonAt(keras.callbacks.Callback):
