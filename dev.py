@@ -43,8 +43,9 @@ MUTANTS = (
 # pytest-xdist: two test processes. Much of a test's time is a fresh Python importing TensorFlow, a browser
 # or a window starting, which leaves a core idle; a second process fills it. Whole files go to one process
 # (loadfile), so a module's expensive fixture (the notebook's Run All) is built once. `-n 0` after the
-# task's name runs everything in one process.
-PARALLEL = ("-n", "2", "--dist", "loadfile")
+# task's name runs everything in one process. Files go out heaviest first (tests/conftest.py), not by
+# their number of tests, xdist's default.
+PARALLEL = ("-n", "2", "--dist", "loadfile", "--no-loadscope-reorder")
 
 
 def check_python() -> None:
