@@ -238,6 +238,21 @@ def test_write_labelme_matches_labelme_and_keeps_click_order(tmp_path: Path) -> 
     assert label.read_bytes() == theirs.read_bytes()  # the very bytes labelme's writer produces
 
 
+def test_write_labelme_keeps_a_non_ascii_name_the_class_and_the_overwrite_rule(tmp_path: Path) -> None:
+    image = make_image(tmp_path / "images" / "café.jpg")
+    label = tmp_path / "labels" / "café.json"
+    assert write_labelme(label, image, (10, 20, 110, 120), 640, 480, class_name="cat") is True
+    theirs = save_with_labelme(tmp_path / "labels" / "b.json", image, [(10, 20), (110, 120)], label="cat")
+    assert label.read_bytes() == theirs.read_bytes()  # UTF-8 as labelme writes it, not \u escapes
+    assert '"imagePath": "../images/café.jpg"'.encode() in label.read_bytes()
+
+    assert write_labelme(label, image, (1, 2, 3, 4), 640, 480) is True  # the default overwrites
+    kept = label.read_bytes()
+    assert json.loads(kept)["shapes"][0]["points"] == [[1.0, 2.0], [3.0, 4.0]]
+    assert write_labelme(label, image, (5, 6, 7, 8), 640, 480, overwrite=False) is False
+    assert label.read_bytes() == kept
+
+
 def test_prelabel_proposes_boxes_only_where_no_label_exists(sample_paths: Paths, file_hashes) -> None:
     labels = sorted(sample_paths.labels.glob("*.json"))
     truth = {p.stem: json.loads(p.read_text()) for p in labels[:3]}

@@ -16,7 +16,9 @@ from facetracker.fileio import (
     read_image,
     remove_temp_files,
     temp_path,
+    unpaired_error,
     write_crop_label,
+    write_image,
 )
 
 
@@ -119,3 +121,24 @@ def test_read_image_gives_bgr_and_names_an_unreadable_file(tmp_path: Path) -> No
     with pytest.raises(FaceTrackerError) as error:
         read_image(tmp_path / "bad.jpg")
     assert str(error.value) == f"{tmp_path / 'bad.jpg'}: cannot be read as an image; re-save it as JPEG or remove it."
+
+
+def test_write_image_overwrites_unless_told_not_to(tmp_path: Path) -> None:
+    path = tmp_path / "frame.jpg"
+    black, white = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)
+    assert write_image(path, black) is True
+    assert write_image(path, white) is True
+    assert read_image(path).min() > 200
+    assert write_image(path, black, overwrite=False) is False
+    assert read_image(path).min() > 200
+
+
+def test_unpaired_files_are_named_three_at_most(tmp_path: Path) -> None:
+    no_label = [Path(f"i{n}.jpg") for n in range(4)]
+    error = unpaired_error(Path("imgs"), Path("labs"), no_label, [Path("l.json")])
+    assert str(error) == ("imgs and labs do not pair up by name (4 images without a label: i0.jpg, i1.jpg, i2.jpg, "
+                          "...; 1 labels without an image: l.json); run `facetracker augment` again to complete "
+                          "them, or delete the unpaired files.")
+    three = unpaired_error(Path("imgs"), Path("labs"), no_label[:3], [])
+    assert str(three).startswith("imgs and labs do not pair up by name (3 images without a label: i0.jpg, i1.jpg, "
+                                 "i2.jpg); run")
