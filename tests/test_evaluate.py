@@ -463,7 +463,49 @@ def test_scoring_a_tflite_model_imports_no_tensorflow(sample_root, small_model_f
     assert saved["model"] == str(tflite) and saved["results"][0]["images"] == test_frames
 
 
+def test_metrics_take_column_arrays_and_their_own_threshold() -> None:
+    """As evaluate passes them: [N, 1] labels and scores from the model, a threshold other than 0.5."""
+    labels, scores = np.array([[1.0], [1.0], [0.0], [0.0]]), np.array([[0.95], [0.8], [0.92], [0.1]])
+    # At 0.9 the detector says yes to images 1 and 3: one right of two said, one found of two there.
+    assert classification_metrics(labels, scores, threshold=0.9) == (0.5, 0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="need as many labels as scores, at least one: got 4 and 3"):
+        classification_metrics(labels, scores[:3])
+
+    truth = [(0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1.0), None]
+    boxes = np.array([[0.0, 0.0, 0.5, 1.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    # Only image 1 scores 0.9 or more and has a face; its box covers half of it: IoU 0.5.
+    assert mean_iou_true_positives(truth, boxes, np.array([[0.95], [0.6], [0.99]]), threshold=0.9) == 0.5
+
+
+def test_a_box_at_exactly_the_iou_threshold_counts_as_found() -> None:
+    truth = [(0.0, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1.0)]
+    half = np.array([[0.0, 0.0, 0.5, 1.0], [0.0, 0.0, 0.5, 1.0]])  # IoU exactly 0.5 (0.5 / 1)
+    assert average_precision(truth, half, np.array([[0.9], [0.8]]), (0.5,)) == 1.0
+    assert average_precision(truth, half, np.array([[0.9], [0.8]]), (0.55,)) == 0.0
+    # Detections are taken by score: the missed box (0.9) comes first, so precision is 1/2 at recall 1/2
+    # (recall points 0 to 0.5, 51 of 101) and nothing past it.
+    one_missed = np.array([[0.0, 0.0, 0.5, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    assert average_precision(truth, one_missed, np.array([[0.8], [0.9]]), (0.5,)) == pytest.approx(51 * 0.5 / 101)
+
+
 # ----------------------------------------------------------------------------- intervals and the size rule
+
+
+def test_bootstrap_interval_is_the_middle_95_percent_of_finite_draws() -> None:
+    # For a mean, the 95% interval is about the mean +- 1.96 standard errors.
+    values = np.random.default_rng(1).normal(0.0, 1.0, 400)
+    low, high = bootstrap_interval(lambda i: float(np.mean(values[i])), len(values))
+    assert (high - low) / 2 == pytest.approx(1.96 * values.std() / np.sqrt(len(values)), rel=0.15)
+    assert low < float(np.mean(values)) < high
+    # The first index drawn is uniform over 0..999: its 2.5th and 97.5th percentiles are about 25 and 975.
+    low, high = bootstrap_interval(lambda i: float(i[0]), 1000, resamples=20000)
+    assert low == pytest.approx(25, abs=5) and high == pytest.approx(975, abs=5)
+    # Draws that give no figure are left out, not counted as 0.
+    assert bootstrap_interval(lambda i: math.nan if i[0] < 500 else 1.0, 1000, resamples=200) == (1.0, 1.0)
+    figure = lambda i: float(np.mean(i))  # noqa: E731 - the mean index of a draw
+    assert bootstrap_interval(figure, 50, seed=3) == bootstrap_interval(figure, 50, seed=3)
+    assert bootstrap_interval(figure, 50, seed=3) != bootstrap_interval(figure, 50, seed=4)
+    assert all(math.isnan(v) for v in bootstrap_interval(lambda i: math.nan, 5))
 
 
 @pytest.mark.slow  # over 3 s on 2 cores
@@ -481,13 +523,6 @@ def test_bootstrap_interval_brackets_the_figure_and_narrows_with_more_images() -
     assert low < value < high
     value_many, low_many, high_many = interval(500)
     assert low_many < value_many < high_many and high_many - low_many < (high - low) / 2
-    # For a mean, the 95% interval is about the mean +- 1.96 standard errors.
-    values = np.random.default_rng(1).normal(0.0, 1.0, 400)
-    low, high = bootstrap_interval(lambda i: float(np.mean(values[i])), len(values))
-    assert (high - low) / 2 == pytest.approx(1.96 * values.std() / np.sqrt(len(values)), rel=0.15)
-    figure = lambda i: float(np.mean(i))  # noqa: E731 - the mean index of a draw
-    assert bootstrap_interval(figure, 50, seed=3) == bootstrap_interval(figure, 50, seed=3)
-    assert all(math.isnan(v) for v in bootstrap_interval(lambda i: math.nan, 5))
 
 
 def test_ground_truth_drops_faces_augmentation_would_drop(tmp_path: Path) -> None:
