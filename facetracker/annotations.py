@@ -320,14 +320,6 @@ def read_image_size(image_path: Path) -> tuple[tuple[int, int] | None, str | Non
     return (image.shape[1], image.shape[0]), None
 
 
-def image_size(image_path: Path) -> tuple[int, int]:
-    """(width, height) of an image file; a clear error when it cannot be read or is truncated."""
-    size, error = read_image_size(Path(image_path))
-    if size is None:
-        raise FaceTrackerError(error)
-    return size
-
-
 def list_images(images_dir: Path) -> list[Path]:
     """Image files in a folder, sorted by name."""
     if not images_dir.is_dir():

@@ -13,11 +13,15 @@ import pytest
 from conftest import save_with_labelme
 
 from facetracker.annotations import (
+    CheckReport,
+    Sample,
     check,
     inspect,
+    labelled_frames,
     labelme_command,
     launch_labelme,
     load_samples,
+    require_labels,
     write_labelme,
 )
 from facetracker.config import Paths
@@ -253,6 +257,33 @@ def test_write_labelme_keeps_a_non_ascii_name_the_class_and_the_overwrite_rule(t
     assert label.read_bytes() == kept
 
 
+def test_require_labels_stops_on_errors_first_then_on_no_box(tmp_path: Path, sample_paths: Paths) -> None:
+    require_labels(check(sample_paths))  # 17 boxes, no error: training may go on
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    with_box = Sample(images / "a.jpg", labels / "a.json", 640, 480, (0.1, 0.1, 0.5, 0.5))
+    broken = CheckReport(images, labels, samples=[with_box], errors=["one", "two"])
+    with pytest.raises(FaceTrackerError, match=rf"^{images}: 2 error\(s\) listed above; fix them"):
+        require_labels(broken)
+    no_box = CheckReport(images, labels, samples=[Sample(images / "b.jpg", None, 640, 480, None)])
+    with pytest.raises(FaceTrackerError, match=rf"^no image in {images} has a 'cat' box yet: draw one rectangle "
+                                               rf"labelled 'cat' on each image in labelme \(saved to {labels}\)"):
+        require_labels(no_box, class_name="cat")
+
+
+def test_labelled_frames_gives_each_box_in_the_centre_square(tmp_path: Path) -> None:
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    make_image(images / "face.jpg")
+    make_image(images / "none.jpg")
+    write_labelme(labels / "face.json", images / "face.jpg", (200, 100, 320, 280), 640, 480)
+    samples, truth = labelled_frames(images, labels, "face")
+    assert [s.image.name for s in samples] == ["face.jpg", "none.jpg"]
+    # The centre square of a 640x480 frame starts at x = 80 and is 480 px wide: ((200 - 80) / 480, 100 / 480, ...).
+    assert truth[0] == pytest.approx((120 / 480, 100 / 480, 240 / 480, 280 / 480)) and truth[1] is None
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FaceTrackerError, match="empty: no images; run `facetracker split` first"):
+        labelled_frames(tmp_path / "empty", labels, "face")
+
+
 def test_prelabel_proposes_boxes_only_where_no_label_exists(sample_paths: Paths, file_hashes) -> None:
     labels = sorted(sample_paths.labels.glob("*.json"))
     truth = {p.stem: json.loads(p.read_text()) for p in labels[:3]}
@@ -280,13 +311,32 @@ def test_launch_labelme_needs_a_display(monkeypatch: pytest.MonkeyPatch, paths: 
 
 
 def test_labelme_command_uses_flags_labelme_knows(paths: Paths) -> None:
-    command = labelme_command(paths)
-    assert command[:4] == [sys.executable, "-m", "labelme", str(paths.images)]
-    assert command[command.index("--output") + 1] == str(paths.labels)
+    command = labelme_command(paths, class_name="cat")
+    assert command == [sys.executable, "-m", "labelme", str(paths.images), "--output", str(paths.labels),
+                       "--labels", "cat", "--validate-label", "exact"]
     # labelme's argument parser, read as text (running `labelme --help` costs seconds: it loads Qt)
     parser_source = (Path(importlib.util.find_spec("labelme").origin).parent / "__main__.py").read_text()
     assert all(f'"{flag}"' in parser_source for flag in command if flag.startswith("--"))
     assert '"--no-auto-save"' in parser_source  # auto-save is on unless switched off
+    assert '"exact"' in parser_source  # a choice of --validate-label
+
+
+def test_launch_labelme_waits_for_it_and_names_each_failure(monkeypatch: pytest.MonkeyPatch, paths: Paths) -> None:
+    """labelme itself opens under Xvfb in test_gui.py; here real programs stand in for its exit."""
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    with pytest.raises(FaceTrackerError, match=f"^{paths.images}: no images folder; collect images first"):
+        launch_labelme(paths)
+    paths.images.mkdir(parents=True)
+    monkeypatch.setattr(sys, "executable", "/bin/true")  # labelme closed normally
+    assert launch_labelme(paths) == 0 and paths.labels.is_dir()
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with pytest.raises(FaceTrackerError, match=r"^labelme failed: it exited with code 1 .*pip uninstall opencv"):
+        launch_labelme(paths)
+    monkeypatch.setattr(sys, "executable", str(paths.root / "no-such-python"))
+    with pytest.raises(FaceTrackerError, match=r"^labelme failed: cannot start it .*pip install labelme"):
+        launch_labelme(paths)
 
 
 def test_inspect_works_on_split_folders(sample_paths: Paths) -> None:
