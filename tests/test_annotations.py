@@ -16,12 +16,15 @@ from facetracker.annotations import (
     CheckReport,
     Sample,
     check,
+    image_path_problem,
     inspect,
     labelled_frames,
     labelme_command,
     launch_labelme,
     load_samples,
     require_labels,
+    shape_points,
+    size_problem,
     write_labelme,
 )
 from facetracker.config import Paths
@@ -114,6 +117,14 @@ def test_class_name_is_configurable(paths: Paths) -> None:
     one(paths, [rect(10, 10, 100, 100, label="cup")])
     (sample,) = load_samples(paths.images, paths.labels, class_name="cup")
     assert sample.box is not None and sample.warnings == ()
+    assert check(paths, class_name="cup").positives == 1 and check(paths).positives == 0
+
+
+def test_check_without_images_says_where_they_come_from(paths: Paths) -> None:
+    with pytest.raises(FaceTrackerError) as caught:
+        check(paths)
+    assert str(caught.value) == (f"{paths.images}: no images folder; collect frames first (facetracker collect, "
+                                 "or facetracker sample-data), or pass --root of the project folder.")
 
 
 def test_empty_shapes_is_a_negative_with_a_warning(paths: Paths) -> None:
@@ -151,6 +162,34 @@ def test_image_path_is_never_opened_and_escapes_are_reported(paths: Paths, image
 def test_image_path_naming_another_image_is_reported(paths: Paths) -> None:
     one(paths, [rect(10, 10, 100, 100)], imagePath="../images/other.jpg")
     assert "names 'other.jpg'" in only_sample(paths).warnings[0]
+
+
+def test_image_path_problems_name_the_fix(tmp_path: Path) -> None:
+    label = tmp_path / "labels" / "frame.json"
+    fix = 'set "imagePath" to "../images/frame.jpg" (or re-save in labelme)'
+    assert image_path_problem(label, {"imagePath": "..\\images\\frame.jpg"}, "frame.jpg") is None  # Windows
+    assert image_path_problem(label, {"imagePath": "C:x.jpg"}, None) == (
+        f"{label}: imagePath 'C:x.jpg' is an absolute path; ignored, never opened. To fix, {fix}.")
+    assert image_path_problem(label, {"imagePath": "../.."}, "frame.png") == (
+        f"{label}: imagePath '../..' points outside the dataset; ignored, never opened. To fix, "
+        'set "imagePath" to "../images/frame.png" (or re-save in labelme).')
+    assert image_path_problem(label, {"imagePath": "../images/x.jpg"}, "frame.jpg") == (
+        f"{label}: imagePath names 'x.jpg' but the label is paired with 'frame.jpg' by name; {fix}.")
+
+
+def test_size_problem_needs_one_size_field_to_disagree(tmp_path: Path) -> None:
+    label = tmp_path / "frame.json"
+    assert size_problem(label, {}, 640, 480) is None
+    assert size_problem(label, {"imageWidth": 640, "imageHeight": 480}, 640, 480) is None
+    assert size_problem(label, {"imageWidth": 640}, 640, 480) == (
+        f"{label}: says the image is 640xNone but it is 640x480; using the real size. Re-open the image in "
+        "labelme and re-save the box to fix.")
+
+
+def test_shape_points_refuses_what_is_not_a_shape() -> None:
+    assert shape_points([[1, 2], [3, 4]]) is None
+    assert shape_points({"points": "1,2"}) is None
+    assert shape_points({"points": [[1, 2], [3, 4.5]]}) == [(1.0, 2.0), (3.0, 4.5)]
 
 
 def test_embedded_image_data_is_never_decoded(paths: Paths) -> None:
@@ -212,6 +251,10 @@ def test_load_samples_lists_every_error_at_once(paths: Paths) -> None:
         load_samples(paths.images, paths.labels)
     message = str(caught.value)
     assert message.startswith("3 problem(s)") and all(n in message for n in ("flat.json", "broken.json", "fake.jpg"))
+    listed = message.splitlines()[1:]
+    assert len(listed) == 3 and all(line.startswith("  - ") for line in listed)
+    report = check(paths)
+    assert report.format().splitlines()[-1] == "Fix the errors above, then run the check again."
 
 
 def test_two_images_with_one_name_are_an_error(paths: Paths) -> None:
@@ -262,26 +305,33 @@ def test_require_labels_stops_on_errors_first_then_on_no_box(tmp_path: Path, sam
     images, labels = tmp_path / "images", tmp_path / "labels"
     with_box = Sample(images / "a.jpg", labels / "a.json", 640, 480, (0.1, 0.1, 0.5, 0.5))
     broken = CheckReport(images, labels, samples=[with_box], errors=["one", "two"])
-    with pytest.raises(FaceTrackerError, match=rf"^{images}: 2 error\(s\) listed above; fix them"):
+    with pytest.raises(FaceTrackerError) as caught:
         require_labels(broken)
+    assert str(caught.value) == (f"{images}: 2 error(s) listed above; fix them (each line says how), then run the "
+                                 "check again.")
     no_box = CheckReport(images, labels, samples=[Sample(images / "b.jpg", None, 640, 480, None)])
-    with pytest.raises(FaceTrackerError, match=rf"^no image in {images} has a 'cat' box yet: draw one rectangle "
-                                               rf"labelled 'cat' on each image in labelme \(saved to {labels}\)"):
+    with pytest.raises(FaceTrackerError) as caught:
         require_labels(no_box, class_name="cat")
+    assert str(caught.value) == (
+        f"no image in {images} has a 'cat' box yet: draw one rectangle labelled 'cat' on each image in labelme "
+        f"(saved to {labels}), or set USE_SAMPLE_DATA = True to use the built-in sample session; then run this "
+        "cell again.")
 
 
 def test_labelled_frames_gives_each_box_in_the_centre_square(tmp_path: Path) -> None:
     images, labels = tmp_path / "images", tmp_path / "labels"
     make_image(images / "face.jpg")
     make_image(images / "none.jpg")
-    write_labelme(labels / "face.json", images / "face.jpg", (200, 100, 320, 280), 640, 480)
-    samples, truth = labelled_frames(images, labels, "face")
+    write_labelme(labels / "face.json", images / "face.jpg", (200, 100, 320, 280), 640, 480, class_name="cat")
+    samples, truth = labelled_frames(images, labels, "cat")
     assert [s.image.name for s in samples] == ["face.jpg", "none.jpg"]
     # The centre square of a 640x480 frame starts at x = 80 and is 480 px wide: ((200 - 80) / 480, 100 / 480, ...).
     assert truth[0] == pytest.approx((120 / 480, 100 / 480, 240 / 480, 280 / 480)) and truth[1] is None
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FaceTrackerError, match="empty: no images; run `facetracker split` first"):
+    with pytest.raises(FaceTrackerError) as caught:
         labelled_frames(tmp_path / "empty", labels, "face")
+    assert str(caught.value) == (f"{tmp_path / 'empty'}: no images; run `facetracker split` first, or point to a "
+                                 "folder holding images/ and labels/.")
 
 
 def test_prelabel_proposes_boxes_only_where_no_label_exists(sample_paths: Paths, file_hashes) -> None:
@@ -306,8 +356,11 @@ def test_launch_labelme_needs_a_display(monkeypatch: pytest.MonkeyPatch, paths: 
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with pytest.raises(FaceTrackerError, match="labelme needs a display"):
+    with pytest.raises(FaceTrackerError) as caught:
         launch_labelme(paths)
+    assert str(caught.value) == (
+        "no display: labelme needs a display (DISPLAY/WAYLAND_DISPLAY is not set); run `facetracker annotate` on "
+        "a desktop session, or `facetracker annotate --prelabel haar --no-gui` for automatic proposals.")
 
 
 def test_labelme_command_uses_flags_labelme_knows(paths: Paths) -> None:
@@ -329,11 +382,20 @@ def test_launch_labelme_waits_for_it_and_names_each_failure(monkeypatch: pytest.
     with pytest.raises(FaceTrackerError, match=f"^{paths.images}: no images folder; collect images first"):
         launch_labelme(paths)
     paths.images.mkdir(parents=True)
-    monkeypatch.setattr(sys, "executable", "/bin/true")  # labelme closed normally
-    assert launch_labelme(paths) == 0 and paths.labels.is_dir()
+    # A script that notes its arguments and exits 0 stands in for labelme closed normally.
+    recorder = paths.root / "labelme-args.sh"
+    recorder.write_text(f'#!/bin/sh\necho "$@" > {paths.root / "args.txt"}\n')
+    recorder.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(recorder))
+    assert launch_labelme(paths, class_name="cat") == 0 and paths.labels.is_dir()
+    assert "--labels cat " in (paths.root / "args.txt").read_text()
     monkeypatch.setattr(sys, "executable", "/bin/false")
-    with pytest.raises(FaceTrackerError, match=r"^labelme failed: it exited with code 1 .*pip uninstall opencv"):
+    with pytest.raises(FaceTrackerError) as caught:
         launch_labelme(paths)
+    assert str(caught.value) == (
+        "labelme failed: it exited with code 1 (its messages are above). 'Could not load the Qt platform plugin "
+        "\"xcb\"' means a second OpenCV build (opencv-python) is installed: `pip uninstall opencv-python`, then "
+        "`pip install --force-reinstall opencv-python-headless` (see README, Troubleshooting).")
     monkeypatch.setattr(sys, "executable", str(paths.root / "no-such-python"))
     with pytest.raises(FaceTrackerError, match=r"^labelme failed: cannot start it .*pip install labelme"):
         launch_labelme(paths)
