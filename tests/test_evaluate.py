@@ -506,6 +506,7 @@ def test_bootstrap_interval_is_the_middle_95_percent_of_finite_draws() -> None:
     assert bootstrap_interval(figure, 50, seed=3) == bootstrap_interval(figure, 50, seed=3)
     assert bootstrap_interval(figure, 50, seed=3) != bootstrap_interval(figure, 50, seed=4)
     assert all(math.isnan(v) for v in bootstrap_interval(lambda i: math.nan, 5))
+    assert bootstrap_interval(lambda i: float(i.sum()), 1, resamples=10) == (0.0, 0.0)  # one image: index 0
 
 
 @pytest.mark.slow  # over 3 s on 2 cores
