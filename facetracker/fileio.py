@@ -75,7 +75,10 @@ def write_image(path: Path, image: np.ndarray, overwrite: bool = True) -> bool:
     Returns False when `overwrite=False` and `path` exists. Raises FaceTrackerError when OpenCV cannot encode it.
     """
     path = Path(path)
-    ok, buffer = cv2.imencode(path.suffix or ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    try:
+        ok, buffer = cv2.imencode(path.suffix or ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    except cv2.error:  # a suffix OpenCV has no encoder for raises instead of returning False
+        ok = False
     if not ok:
         raise FaceTrackerError(f"{path}: OpenCV cannot encode this image type; use a .jpg or .png name.")
     return atomic_write(path, buffer.tobytes(), overwrite)

@@ -12,6 +12,7 @@ from facetracker.errors import FaceTrackerError
 from facetracker.fileio import (
     atomic_copy,
     atomic_write,
+    load_labels,
     read_crop_label,
     read_image,
     remove_temp_files,
@@ -142,3 +143,28 @@ def test_unpaired_files_are_named_three_at_most(tmp_path: Path) -> None:
     three = unpaired_error(Path("imgs"), Path("labs"), no_label[:3], [])
     assert str(three).startswith("imgs and labs do not pair up by name (3 images without a label: i0.jpg, i1.jpg, "
                                  "i2.jpg); run")
+
+
+def test_write_image_encodes_by_the_suffix(tmp_path: Path) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    write_image(tmp_path / "exact.png", noise)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "exact.png")), noise)  # PNG keeps every pixel
+    write_image(tmp_path / "no-suffix", noise)
+    assert (tmp_path / "no-suffix").read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+    with pytest.raises(FaceTrackerError) as caught:
+        write_image(tmp_path / "frame.xyz", noise)
+    assert str(caught.value) == (f"{tmp_path / 'frame.xyz'}: OpenCV cannot encode this image type; use a .jpg or "
+                                 ".png name.")
+    assert not (tmp_path / "frame.xyz").exists()
+
+
+def test_load_labels_names_both_folders_and_an_empty_pair(tmp_path: Path) -> None:
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    with pytest.raises(FaceTrackerError) as caught:
+        load_labels(labels, images)
+    assert str(caught.value) == f"{images}: no samples; run `facetracker augment` first."
+    (images / "a.0.jpg").write_bytes(b"")
+    with pytest.raises(FaceTrackerError, match=f"^{images} and {labels} do not pair up by name"):
+        load_labels(labels, images)
