@@ -22,6 +22,7 @@ from facetracker.annotations import (
     labelme_command,
     launch_labelme,
     load_samples,
+    read_labelme,
     require_labels,
     shape_points,
     size_problem,
@@ -94,6 +95,46 @@ def test_several_boxes_use_the_largest(paths: Paths) -> None:
     assert any("3 'face' boxes; using the largest" in w and str(label) in w for w in sample.warnings)
 
 
+def test_two_boxes_use_the_larger_by_area_with_the_whole_warning(paths: Paths) -> None:
+    # (50, 50, 60, 60) sorts after (0, 0, 100, 100) as a tuple; by area it is the smaller one.
+    _, label = one(paths, [rect(0, 0, 100, 100), rect(50, 50, 60, 60)])
+    sample = only_sample(paths)
+    assert sample.box == pytest.approx((0, 0, 100 / 640, 100 / 480))
+    assert sample.label == label
+    assert sample.warnings == (f"{label}: 2 'face' boxes; using the largest (the model predicts one per image). "
+                               "Delete the others in labelme.",)
+
+
+def test_every_shape_is_read_after_a_bad_one(tmp_path: Path) -> None:
+    """Each warning and error of a label is reported at once, whatever comes before it."""
+    label = make_label(tmp_path / "frame.json", [
+        {"label": "face", "points": [[1]]},  # malformed
+        rect(10, 10, 10, 90),  # zero area
+        {"label": "face", "points": [[0, 0], [50, 50], [0, 50]]},  # no shape_type: labelme's default, a polygon
+        rect(10, 10, 50, 50, label=""),
+        rect(10, 10, 50, 50, label=None),
+        rect(600, 400, 700, 500),
+    ])
+    reading = read_labelme(label, 640, 480, "face")
+    assert reading.box_px is None
+    assert reading.errors == (f"{label}: shape 0 has malformed points; redraw it in labelme.",
+                              f"{label}: shape 1 has zero area inside the image; redraw the box in labelme.")
+    assert reading.warnings == (
+        f"{label}: shape 2 is a polygon, not a rectangle: using its bounding box.",
+        f"{label}: shape 3 is labelled '', not 'face': ignored, so it does not count as a face. Rename it to "
+        "'face' in labelme.",
+        f"{label}: shape 4 is labelled None, not 'face': ignored, so it does not count as a face. Rename it to "
+        "'face' in labelme.",
+        f"{label}: shape 5 reaches outside the 640x480 image: clipped. Redraw it inside the image in labelme.",
+        f"{label}: 2 'face' boxes; using the largest (the model predicts one per image). Delete the others in labelme.",
+    )
+
+
+def test_a_box_under_one_pixel_is_still_a_box(tmp_path: Path) -> None:
+    label = make_label(tmp_path / "frame.json", [rect(10, 10, 11, 10.5)])
+    assert read_labelme(label, 640, 480, "face").box_px == (10, 10, 11, 10.5)
+
+
 def test_polygon_and_circle_use_their_bounding_box(paths: Paths) -> None:
     polygon = {"label": "face", "points": [[100, 50], [200, 150], [50, 200]], "shape_type": "polygon"}
     one(paths, [polygon], name="poly")
@@ -136,10 +177,15 @@ def test_empty_shapes_is_a_negative_with_a_warning(paths: Paths) -> None:
 def test_label_without_image_is_reported_as_orphaned(paths: Paths) -> None:
     make_image(paths.images / "kept.jpg")
     orphan = make_label(paths.labels / "gone.json", [rect(1, 1, 50, 50)])
+    (paths.images / "notes.txt").write_text("not an image")  # other files and folders are not read
+    (paths.labels / "old.json").mkdir()
     report = check(paths)
     assert report.ok and report.images == 1
-    assert any(str(orphan) in w and "orphaned" in w for w in report.warnings)
+    assert report.warnings == [f"{orphan}: no image gone.jpg/.png in {paths.images} (orphaned label); put the image "
+                               "back or delete the label."]
     assert len(load_samples(paths.images, paths.labels)) == 1
+    assert report.format().splitlines()[0] == (f"{paths.images}: 1 images, 0 with a box, 1 without (labels from "
+                                               f"{paths.labels}).")
 
 
 def test_image_without_label_is_a_counted_negative(paths: Paths) -> None:
@@ -210,6 +256,12 @@ def test_malformed_labels_are_errors(paths: Paths, text: str) -> None:
     assert len(report.errors) == 1 and str(label) in report.errors[0] and "labelme" in report.errors[0]
 
 
+def test_a_jpeg_padded_with_zero_bytes_is_whole(paths: Paths) -> None:
+    whole = make_image(paths.images / "padded.jpg").read_bytes()
+    (paths.images / "padded.jpg").write_bytes(whole + b"\x00" * 64)  # some cameras pad their files
+    assert check(paths).errors == []
+
+
 def test_truncated_and_fake_images_are_errors(paths: Paths) -> None:
     whole = make_image(paths.images / "whole.jpg").read_bytes()
     (paths.images / "cut.jpg").write_bytes(whole[: len(whole) // 2])
@@ -231,7 +283,7 @@ def test_png_grayscale_and_other_sizes_are_normalised_by_the_real_size(paths: Pa
     assert (small.width, small.height, small.warnings) == (320, 240, ())
     assert small.box == pytest.approx((0.1, 0.1, 0.5, 0.5)) == wide.box
     assert (wide.width, wide.height) == (1280, 720)
-    assert "says the image is 640x480 but it is 1280x720" in wide.warnings[0]
+    assert wide.warnings[0].startswith(f"{paths.labels / 'wide.json'}: says the image is 640x480 but it is 1280x720")
 
 
 @pytest.mark.parametrize("box", [(100, 100, 100, 200), (100, 100, 300, 100), (700, 10, 800, 100)])
@@ -260,7 +312,7 @@ def test_load_samples_lists_every_error_at_once(paths: Paths) -> None:
 def test_two_images_with_one_name_are_an_error(paths: Paths) -> None:
     make_image(paths.images / "x.jpg")
     make_image(paths.images / "x.png")
-    assert "x.jpg, x.png share the name 'x'" in check(paths).errors[0]
+    assert check(paths).errors[0] == f"{paths.images}: x.jpg, x.png share the name 'x'; rename or remove all but one."
 
 
 def test_check_changes_nothing_and_formats_a_report(sample_paths: Paths, file_hashes) -> None:

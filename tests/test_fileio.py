@@ -13,6 +13,7 @@ from facetracker.fileio import (
     atomic_copy,
     atomic_write,
     load_labels,
+    publish,
     read_crop_label,
     read_image,
     remove_temp_files,
@@ -168,3 +169,16 @@ def test_load_labels_names_both_folders_and_an_empty_pair(tmp_path: Path) -> Non
     (images / "a.0.jpg").write_bytes(b"")
     with pytest.raises(FaceTrackerError, match=f"^{images} and {labels} do not pair up by name"):
         load_labels(labels, images)
+
+
+def test_publish_without_hard_links_still_keeps_an_existing_file(tmp_path: Path, monkeypatch) -> None:
+    """On a file system without hard links (FAT, some network shares) `overwrite=False` still never overwrites."""
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "a.txt"
+    assert publish(path, lambda temp: temp.write_text("first"), overwrite=False) is True
+    assert path.read_text() == "first"
+    assert publish(path, lambda temp: temp.write_text("second"), overwrite=False) is False
+    assert path.read_text() == "first" and list(tmp_path.iterdir()) == [path]
