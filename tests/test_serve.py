@@ -41,7 +41,7 @@ def server(page):
 
 def raw_get(address: tuple[str, int], target: str) -> str:
     """Send `GET target` as written (no client normalises the path); the whole response as text."""
-    with socket.create_connection(address, timeout=10) as connection:
+    with socket.create_connection(address, timeout=90) as connection:
         connection.sendall(f"GET {target} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
         chunks = []
         while chunk := connection.recv(65536):
@@ -70,10 +70,10 @@ def test_serves_the_page_with_the_right_types_and_no_listing(server):
                 "/model.tflite": "application/octet-stream", "/vendor/runtime.wasm": "application/wasm",
                 "/style.css": "text/css"}
     for path, mime in expected.items():
-        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as response:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=90) as response:
             assert response.headers.get_content_type() == mime, path
     with pytest.raises(urllib.error.HTTPError) as error:
-        urllib.request.urlopen(f"http://{host}:{port}/vendor/", timeout=10)
+        urllib.request.urlopen(f"http://{host}:{port}/vendor/", timeout=90)
     assert error.value.code == 404
 
 
@@ -82,15 +82,21 @@ def test_refuses_a_folder_without_a_page(tmp_path):
         make_server(tmp_path, port=0)
 
 
+def ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.slow
-def test_serve_prints_the_url_and_stops_on_ctrl_c(page):
+@pytest.mark.parametrize("parent", ["a shell", "a parent ignoring SIGINT (a Jupyter kernel)"])
+def test_serve_prints_the_url_and_stops_on_ctrl_c(page, parent):
     server = subprocess.Popen([str(ENTRY_POINT), "serve", str(page), "--port", "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=ignore_ctrl_c if "ignoring" in parent else None)
     try:
         line = server.stdout.readline()
         url = line.split(" at ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:"), line
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=90) as response:
             assert b"<title>page</title>" in response.read()
         server.send_signal(signal.SIGINT)
         # Generous: once, with the 2 cores shared with a mutation run and swapping, 30 s passed.
