@@ -6,6 +6,7 @@ Modules are imported inside the handlers, so the data steps start without loadin
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -344,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one step; a user's mistake prints one line and exits non-zero, with no traceback."""
     args = build_parser().parse_args(argv)
     paths = Paths(args.root)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Inherited from a parent that ignores SIGINT (a Jupyter kernel, nohup): Python then never raises
+        # KeyboardInterrupt, and Ctrl+C could not stop a step such as `serve` or `detect`.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         check_common(args)
         status = args.handler(args, paths)

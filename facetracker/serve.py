@@ -8,9 +8,7 @@ serves the files of one folder and nothing else: a path with `..` or one that le
 
 import functools
 import http.server
-import signal
 import sys
-import threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -73,10 +71,6 @@ def make_server(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 def serve(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Serve `folder` until Ctrl+C, printing the address to open."""
     server = make_server(folder, host, port)
-    if threading.current_thread() is threading.main_thread():
-        # A parent that ignores SIGINT (a Jupyter kernel, nohup, some test runners) passes that on to us,
-        # and Python then never turns Ctrl+C into KeyboardInterrupt: the server would not stop.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     bound_host, bound_port = server.server_address[:2]
     print(f"serving {folder} at http://{bound_host}:{bound_port}/ (Ctrl+C stops)", flush=True)
     if bound_host not in ("127.0.0.1", "::1"):

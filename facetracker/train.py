@@ -400,9 +400,13 @@ class WholeFileBackup(keras.callbacks.BackupAndRestore):
     def _save_model(self) -> None:
         folder = Path(self.backup_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        weights_temp = folder / f".latest.{os.getpid()}{TEMP_MARK}.weights.h5"  # Keras wants .weights.h5
-        self.model.save_weights(str(weights_temp), overwrite=True)
-        os.replace(weights_temp, self._weights_path)
+        # fileio.publish's temporary name keeps only the last suffix; Keras insists on ".weights.h5".
+        weights_temp = folder / f".latest.{os.getpid()}{TEMP_MARK}.weights.h5"
+        try:
+            self.model.save_weights(str(weights_temp), overwrite=True)
+            os.replace(weights_temp, self._weights_path)
+        finally:
+            weights_temp.unlink(missing_ok=True)
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         atomic_write(Path(self._training_metadata_path), json.dumps(metadata).encode())
 
