@@ -106,21 +106,20 @@ def task(name: str, args: list[str]) -> int:
     """Run one task (after building .venv); returns its exit code."""
     build_venv()
     python = venv_bin("python")
-    test_env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
     if name == "venv":
         return 0
     if name in ("test", "test-fast"):
         code = run(venv_bin("ruff"), "check", ".")
         fast = ["-m", "not slow"] if name == "test-fast" else []
         # pytest exits 5 when no test ran: that is a failure here too, as every non-zero code.
-        return code or run(python, "-m", "pytest", "-q", "--timeout=900", *PARALLEL, *fast, *args, env=test_env)
+        return code or run(python, "-m", "pytest", "-q", "--timeout=900", *PARALLEL, *fast, *args)
     if name == "mutate":
         part, names = (args[0], args[1:]) if args[:1] in (["tool"], ["hand"]) else ("all", args)
         if part == "all" and names:
             print("dev.py mutate: name mutants after `tool` or `hand`, e.g. dev.py mutate hand no-display-ignored")
             return 2
         code = mutate_tool(names) if part in ("tool", "all") else 0
-        hand = run(python, "tests/mutate_by_hand.py", *names, env=test_env) if part in ("hand", "all") else 0
+        hand = run(python, "tests/mutate_by_hand.py", *names) if part in ("hand", "all") else 0
         return code or hand
     if name == "demo":
         return run(venv_bin("facetracker"), "--root", "demo", "demo", *args)
@@ -138,9 +137,8 @@ def mutate_tool(names: list[str]) -> int:
     if os.name == "nt":
         print("dev.py mutate tool: mutmut needs fork(); run it on Linux, macOS or WSL (`dev.py mutate hand` runs here)")
         return 2
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
-    code = run(venv_bin("mutmut"), "run", "--max-children", "2", *(names or MUTANTS), env=env)
-    results = subprocess.run([str(venv_bin("mutmut")), "results", "--all", "true"], cwd=ROOT, env=env,
+    code = run(venv_bin("mutmut"), "run", "--max-children", "2", *(names or MUTANTS))
+    results = subprocess.run([str(venv_bin("mutmut")), "results", "--all", "true"], cwd=ROOT,
                              capture_output=True, text=True, check=False).stdout
     counts: dict[str, dict[str, int]] = {}
     for line in results.splitlines():

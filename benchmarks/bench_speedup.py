@@ -1,11 +1,9 @@
 """Training time before and after the speed levers: the notebook's training cell and `make demo`, side by side.
 
-"Before" is the same code with the levers switched off (`cache="off"`: every epoch decodes every
-JPEG crop, as before the cache; and for the notebook, TF_ENABLE_ONEDNN_OPTS=0, which its setup cell
-set before to hide a start-up notice that TF_CPP_MIN_LOG_LEVEL=2 hides anyway); "after" is the
-committed defaults (TensorFlow's own choice of oneDNN kernels, as `facetracker train` always had;
-TensorFlow turns them on for CPUs with AVX-512 VNNI or bf16, so on other CPUs before and after train
-with the same kernels). Both run in this item, one after the other, on the same data:
+"Before" is the same code with the levers switched off: `cache="off"` (every epoch decodes every
+JPEG crop, as before the cache) and TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's oneDNN kernels off: its own
+default on CPUs without AVX-512 VNNI, bf16 or AMX, which the code kept before it turned them on).
+"After" is the committed defaults. Both run in this item, one after the other, on the same data:
 
 - the notebook's training cell with its committed settings: the quick preset (30 epochs) on 60
   augmented copies of each frame of the 90-frame sample session, through the calls the notebook makes
@@ -34,7 +32,7 @@ from common import augmented_session, data_root, log
 
 NOTEBOOK_PER_IMAGE = 60  # the notebook's PER_IMAGE
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
-NOTEBOOK_ONEDNN = {"off": "0", "auto": None}  # by cache setting: what the notebook's setup cell set before, then now
+BEFORE_ONEDNN = {"off": "0", "auto": None}  # by cache setting: oneDNN off before, the code's own default after
 SETTINGS = {True: {"per_image": 3, "epochs": 2, "demo": ["--frames", "40", "--per-image", "3", "--check-frames", "40"]},
             False: {"per_image": NOTEBOOK_PER_IMAGE, "epochs": None, "demo": []}}
 CACHES = {"before (cache off)": "off", "after (defaults)": "auto"}
@@ -60,9 +58,11 @@ def epoch_timer():
     return EpochTimer()
 
 
-def environment_without_onednn() -> dict[str, str]:
-    """This process's environment less TF_ENABLE_ONEDNN_OPTS: the code's own default, not the shell's."""
-    return {k: v for k, v in os.environ.items() if k != ONEDNN}
+def environment_for(cache: str) -> dict[str, str]:
+    """This process's environment with TF_ENABLE_ONEDNN_OPTS as before or after (not the shell's setting)."""
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN}
+    env.update({ONEDNN: BEFORE_ONEDNN[cache]} if BEFORE_ONEDNN[cache] else {})
+    return env
 
 
 def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict:
@@ -88,13 +88,12 @@ def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> d
     code = (f"import sys, json; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import bench_speedup; print('RESULT', json.dumps(bench_speedup.notebook_cell("
             f"Path({str(root)!r}), {cache!r}, {epochs!r}, {name!r})))")
-    env = environment_without_onednn()
-    env.update({ONEDNN: NOTEBOOK_ONEDNN[cache]} if NOTEBOOK_ONEDNN[cache] else {})
+    env = environment_for(cache)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"the notebook cell with cache {cache} failed: {done.stderr[-2000:]}")
-    return {**json.loads(line[7:]), "onednn": env.get(ONEDNN, "TensorFlow's default")}
+    return {**json.loads(line[7:]), "onednn": env.get(ONEDNN, "the code's default")}
 
 
 def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
@@ -103,7 +102,7 @@ def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
     command = [str(entry)] if entry.is_file() else [sys.executable, "-m", "facetracker.cli"]
     command += ["--root", str(root), "demo", "--cache", cache, *extra]
     command += ["--epochs", str(epochs)] if epochs else []
-    env = environment_without_onednn()
+    env = environment_for(cache)
     tick = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - tick
@@ -113,7 +112,8 @@ def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
     stages = {m[1]: float(m[2]) for m in re.finditer(r"^  (\S[\w -]*?)\s+([\d.]+) s", report, re.MULTILINE)}
     # Keras' verbose=2 line at each epoch's end: "119/119 - 13s - 109ms/step - loss: ...".
     epoch_seconds = [float(s) for s in re.findall(r"^\d+/\d+ - (\d+)s - ", done.stdout, re.MULTILINE)]
-    return {"seconds": seconds, "stages": stages, "epochs": epoch_seconds}
+    return {"seconds": seconds, "stages": stages, "epochs": epoch_seconds,
+            "onednn": env.get(ONEDNN, "the code's default")}
 
 
 def projected(train_seconds: float, epochs: list[float]) -> float:
@@ -161,10 +161,9 @@ def run(quick: bool) -> dict:
     demo_after = demos[after]["stages"].get("total", 0.0)
     return {
         "title": "Training time before and after: the notebook's training cell and `make demo`",
-        "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame "
-                               f"(TF_ENABLE_ONEDNN_OPTS before: {cells[before]['onednn']}, after: "
-                               f"{cells[after]['onednn']}), "
-                               f"the demo on {demo_size}:", "columns": columns, "rows": rows}],
+        "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame, "
+                               f"the demo on {demo_size}; TF_ENABLE_ONEDNN_OPTS before: {cells[before]['onednn']}, "
+                               f"after: {cells[after]['onednn']}:", "columns": columns, "rows": rows}],
         "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
                      f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "
                      f"{cells[after]['best_epoch'] + 1}) after (the preset's seed both times)."],

@@ -20,6 +20,7 @@ from facetracker.cluster import JOIN_TIMEOUT  # noqa: E402
 from facetracker.config import Paths  # noqa: E402
 from facetracker.demo import CHECK_FRAMES, DEMO_FRAMES, DEMO_PER_IMAGE  # noqa: E402
 from facetracker.errors import FaceTrackerError  # noqa: E402
+from facetracker.quiet import tensorflow_imported_quietly  # noqa: E402
 
 GRID_FRAMES = 12  # evaluate's default --grid
 # Flags that only act together with another: (step, option, its flag, the test that it is in effect, what to add).
@@ -349,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         # Inherited from a parent that ignores SIGINT (a Jupyter kernel, nohup): Python then never raises
         # KeyboardInterrupt, and Ctrl+C could not stop a step such as `serve` or `detect`.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    tensorflow_imported_quietly()
     try:
         check_common(args)
         status = args.handler(args, paths)

@@ -16,12 +16,10 @@ TensorFlow is imported only inside the functions that need it, and a missing fil
 so a `.tflite` model runs without TensorFlow where `ai_edge_litert` is installed.
 """
 
-import contextlib
 import os
-import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import numpy as np
 from facetracker.config import IMAGE_SIZE
 from facetracker.errors import FaceTrackerError
 from facetracker.geometry import Box, PixelBox, center_square, ordered
+from facetracker.quiet import native_stderr_silenced
 
 MODEL_SUFFIXES = (".keras", ".tflite", "SavedModel folder")
 
@@ -129,20 +128,6 @@ def tflite_interpreter(path: Path) -> object:
     with native_stderr_silenced():
         interpreter.allocate_tensors()
     return interpreter
-
-
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Silence C++ writes to stderr: the runtime prints an INFO line for its CPU delegate that no setting hides."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:

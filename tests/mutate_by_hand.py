@@ -60,8 +60,7 @@ def run_one(mutation: dict) -> tuple[str, float, str]:
         problem = apply(copy, mutation)
         if problem:
             return "stale", 0.0, problem
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), os.environ.get("PYTHONPATH", "")]),
-               "TF_ENABLE_ONEDNN_OPTS": "0"}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutation["tests"]]
         try:
             done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)

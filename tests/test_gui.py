@@ -254,7 +254,7 @@ def test_notebook_loop_cell_shows_a_window_and_q_ends_it(x_env: dict[str, str], 
     video = write_long_video(tmp_path / "camera.mp4", frames=DETECT_FRAMES)
     shutil.copy(small_model, Paths(tmp_path).model)
     manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(cwd=str(tmp_path), env={**x_env, "TF_ENABLE_ONEDNN_OPTS": "0"})
+    manager.start_kernel(cwd=str(tmp_path), env=x_env)
     kernel = manager.client()
     kernel.start_channels()
     printed, result = [], {}

@@ -43,7 +43,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 
 def headless_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     for key in ("DISPLAY", "WAYLAND_DISPLAY"):  # the kernel runs headless, as on a server or in CI
         monkeypatch.delenv(key, raising=False)
 
@@ -165,7 +164,7 @@ def test_notebook_and_cli_train_alike(run_all):
 
     cli = Path(sys.executable).with_name("facetracker")
     subprocess.run([str(cli), "--root", str(root), "train", "--preset", "quick", "--epochs", "1", "--name", "cli"],
-                   check=True, capture_output=True, env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"})
+                   check=True, capture_output=True)
     rows = {}
     for run in ("exp", "cli"):
         with (root / "logs" / "train" / run / "history.csv").open(newline="") as file:
@@ -292,7 +291,7 @@ def start_jupyterlab(folder: Path, port: int, token: str) -> subprocess.Popen:
     env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(folder.parent / "lab_settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(folder.parent / "lab_workspaces"),
            "JUPYTER_RUNTIME_DIR": str(folder.parent / "runtime"), "JUPYTER_CONFIG_DIR": str(folder.parent / "config"),
-           "JUPYTER_DATA_DIR": str(folder.parent / "data"), "TF_ENABLE_ONEDNN_OPTS": "0"}
+           "JUPYTER_DATA_DIR": str(folder.parent / "data")}
     jupyter = Path(sys.executable).with_name("jupyter")
     # JupyterLab draws widgets (the progress bars) only in a trusted notebook, as one the learner ran and saved;
     # an untrusted one shows their text at the moment they were displayed ("0%").

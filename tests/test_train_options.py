@@ -4,7 +4,10 @@ Each trains the real quick preset (narrow heads) through `train_from_paths`, wha
 runs, on real augmented JPEG crops of the sample session.
 """
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -133,3 +136,20 @@ def test_rule_and_patience_settings_are_checked() -> None:
         resolve_preset("quick", lr_rule="cubic")
     with pytest.raises(FaceTrackerError, match="--patience -1"):
         resolve_preset("quick", patience=-1)
+
+
+ONEDNN_NOTICE = "oneDNN custom operations are on"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("setting", "on"), [(None, True), ("0", False)], ids=["unset: on", "the user's 0 wins"])
+def test_importing_facetracker_first_turns_on_tensorflows_onednn_kernels(setting, on):
+    """TensorFlow's faster CPU kernels are on unless the user turned them off (its own default is off on CPUs
+    without AVX-512 VNNI, bf16 or AMX). A fresh Python with TensorFlow's logging left on: its notice says.
+    The CLI keeps that notice off the terminal: test_cli_docs' one-line error tests load TensorFlow."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+    env.update({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {})
+    done = subprocess.run([sys.executable, "-c", "import facetracker, tensorflow"], env=env, capture_output=True,
+                          text=True, timeout=300, check=True)
+    assert (ONEDNN_NOTICE in done.stderr) == on, done.stderr
+
