@@ -12,6 +12,7 @@ from facetracker.geometry import (
     box_in_square,
     box_to_square,
     center_square,
+    clip_box,
     iou,
     is_visible,
     ordered,
@@ -90,6 +91,40 @@ def test_a_score_at_the_threshold_is_the_object_everywhere():
 def test_ordered_sorts_corners_and_iou_of_known_boxes():
     np.testing.assert_array_equal(ordered(np.array([[0.8, 0.9, 0.2, 0.1]])), [[0.2, 0.1, 0.8, 0.9]])
     assert iou((0, 0, 2, 2), (1, 1, 3, 3)) == 1 / 7 and iou(NO_BOX, NO_BOX) == 0.0
+
+
+
+@pytest.mark.parametrize(("box_a", "box_b", "expected"), [
+    ((0, 0, 10, 10), (20, 0, 30, 10), 0.0),  # apart along x only: a negative width must not count
+    ((0, 0, 10, 10), (0, 20, 10, 30), 0.0),  # apart along y only
+    ((0, 0, 10, 10), (20, 20, 30, 30), 0.0),  # apart along both: two negative sides must not make an overlap
+    ((0.0, 0.0, 0.5, 0.5), (0.25, 0.0, 0.75, 0.5), 1 / 3),  # fractions of the image: sides below 1
+    ((0.0, 0.0, 0.5, 0.5), (0.0, 0.25, 0.5, 0.75), 1 / 3),
+])
+def test_iou_by_hand_for_boxes_apart_and_in_fractions(box_a, box_b, expected):
+    assert iou(box_a, box_b) == pytest.approx(expected) and iou(box_b, box_a) == pytest.approx(expected)
+
+
+def test_iou_of_two_boxes_is_a_float_and_of_arrays_an_array():
+    one = iou((0, 0, 2, 2), (1, 1, 3, 3))
+    assert type(one) is float
+    many = iou(np.array([[0, 0, 2, 2], [0, 0, 1, 1]]), np.array([[1, 1, 3, 3], [2, 2, 3, 3]]))
+    np.testing.assert_allclose(many, [1 / 7, 0.0])
+
+
+def test_ordered_gives_floats_for_integer_pixel_boxes():
+    flipped = ordered(np.array([[30, 40, 10, 20]]))
+    assert flipped.dtype == np.float64
+    np.testing.assert_array_equal(flipped, [[10.0, 20.0, 30.0, 40.0]])
+
+
+@pytest.mark.parametrize(("box", "clipped"), [
+    ((-20.0, 10.0, -10.0, 30.0), (0.0, 10.0, 0.0, 30.0)),  # wholly left of the image: no width left
+    ((10.0, -20.0, 30.0, -10.0), (10.0, 0.0, 30.0, 0.0)),  # wholly above it: no height left
+    ((-5.0, -5.0, 70.0, 50.0), (0.0, 0.0, 64.0, 48.0)),
+])
+def test_clip_box_by_hand(box, clipped):
+    assert clip_box(box, 64, 48) == clipped
 
 
 def test_frame_geometry_keeps_the_frame_size():

@@ -114,6 +114,31 @@ def test_a_removed_raw_label_is_reported_not_deleted(tmp_path: Path) -> None:
     assert str(copy) in str(caught.value) and copy.is_file()
 
 
+
+def test_the_removed_labels_are_listed_one_per_line(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(10))
+    split = assignment(split_dataset(paths))
+    for stem in ("img0002", "img0004"):
+        (paths.labels / f"{stem}.json").unlink()
+    copies = [paths.split_labels(split[stem]) / f"{stem}.json" for stem in ("img0002", "img0004")]
+    with pytest.raises(FaceTrackerError) as caught:
+        split_dataset(paths)
+    assert str(caught.value).endswith(f"then split again:\n  - {copies[0]}\n  - {copies[1]}")
+
+
+def test_two_images_sharing_a_name_stop_the_split_before_any_copy(tmp_path: Path) -> None:
+    """a.jpg and a.png would share one label: split names both and copies nothing."""
+    paths = Paths(tmp_path)
+    tiny_frames(paths, names(4))
+    cv2.imwrite(str(paths.images / "img0001.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(FaceTrackerError) as caught:
+        split_dataset(paths)
+    assert str(caught.value) == (f"{paths.images}: img0001.jpg, img0001.png share the name 'img0001'; "
+                                 "rename or remove all but one.")
+    assert not any(paths.split_images(s).exists() for s in SPLITS)
+
+
 def test_hand_made_split_images_are_kept(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
     tiny_frames(paths, names(6))
