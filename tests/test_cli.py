@@ -2,6 +2,7 @@
 step and its result is what the user gets (the steps themselves are tested in their own files)."""
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -62,3 +63,135 @@ def test_annotate_prelabel_model_writes_the_models_box_above_the_threshold(
     for name in ("empty.json", "face.json"):
         assert json.loads((paths.labels / name).read_text())["shapes"][0]["points"] == [[x1, y1], [x2, y2]]
     assert (paths.labels / "done.json").read_text() == '{"hand": "made"}'
+
+
+def run(capsys: pytest.CaptureFixture, root: Path, *argv: str) -> tuple[int, str]:
+    """`facetracker --root ROOT ARGV...` in this process: its exit code and what it printed."""
+    status = main(["--root", str(root), *argv])
+    return status, capsys.readouterr().out
+
+
+def label_names(labels: Path) -> set[str]:
+    return {shape["label"] for label in labels.glob("*.json") for shape in json.loads(label.read_text())["shapes"]}
+
+
+def test_sample_data_flags_reach_the_session(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """4 frames, a quarter without the object, labelled 'cat'; --seed picks the frames (another seed, other bytes)."""
+    status, out = run(capsys, tmp_path / "a", "sample-data", "--count", "4", "--negatives", "0.25", "--seed", "3",
+                      "--class", "cat")
+    paths = Paths(tmp_path / "a")
+    assert status == 0 and out.splitlines()[-1] == "This session: 3 frames with a face, 1 without."
+    assert out.startswith(f"4 images written to {paths.images}, 3 labels to {paths.labels}")
+    assert label_names(paths.labels) == {"cat"}
+    run(capsys, tmp_path / "b", "sample-data", "--count", "4", "--negatives", "0.25", "--seed", "4")
+    first = {p.name: p.read_bytes() for p in paths.images.iterdir()}
+    other = {p.name: p.read_bytes() for p in Paths(tmp_path / "b").images.iterdir()}
+    assert first != other
+
+
+def test_collect_flags_reach_the_capture(tmp_path: Path, sample_video: Path, capsys: pytest.CaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a display named, --no-preview must still open no window (this one could not open: no X server)."""
+    monkeypatch.setenv("DISPLAY", ":987")
+    status, out = run(capsys, tmp_path, "collect", "--source", str(sample_video), "--count", "3", "--interval", "0",
+                      "--no-preview")
+    paths = Paths(tmp_path)
+    assert status == 0 and out.strip() == f"saved 3 frames to {paths.images}"
+    assert len(list(paths.images.glob("*.jpg"))) == 3
+
+
+def test_annotate_haar_and_check_use_the_class_given(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    paths = session(tmp_path)
+    (paths.labels / "done.json").unlink()
+    assert run(capsys, tmp_path, "annotate", "--prelabel", "haar", "--no-gui", "--class", "cat")[0] == 0
+    assert label_names(paths.labels) == {"cat"}
+    status, out = run(capsys, tmp_path, "check", "--class", "cat")
+    assert status == 0 and out.splitlines()[:2] == [
+        f"{paths.images}: 3 images, 2 with a box, 1 without (labels from {paths.labels}).", "0 errors, 0 warnings."]
+    status, out = run(capsys, tmp_path, "check")  # labels of another class: ignored, with a warning each
+    assert out.splitlines()[:2] == [
+        f"{paths.images}: 3 images, 0 with a box, 3 without (labels from {paths.labels}).", "0 errors, 2 warnings."]
+
+
+def test_split_seed_reaches_the_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """12 frames at 70/15/15: which frames land in test depends on --seed."""
+    chosen = []
+    for seed in ("1", "2"):
+        root = tmp_path / seed
+        make_sample_frames(root, 12)
+        status, out = run(capsys, root, "split", "--seed", seed)
+        assert status == 0 and out.strip() == "train: 8  test: 2  val: 2"
+        chosen.append(sorted(p.name for p in Paths(root).split_images("test").iterdir()))
+    assert chosen[0] != chosen[1]
+
+
+def make_sample_frames(root: Path, count: int, class_name: str = "face") -> Paths:
+    from facetracker.sample_data import make_sample_data
+
+    paths = Paths(root)
+    make_sample_data(paths, count=count, negatives=0.0, seed=0, class_name=class_name)
+    return paths
+
+
+def test_augment_flags_reach_the_crops(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--class, --seed, --fresh, --prune and --workers, each seen in the crops or in the lines printed."""
+    crops = {}
+    for seed in ("5", "6"):
+        paths = make_sample_frames(tmp_path / seed, 4, class_name="cat")
+        run(capsys, paths.root, "split", "--ratios", "1", "0", "0")
+        status, out = run(capsys, paths.root, "augment", "--splits", "train", "--per-image", "2", "--workers", "1",
+                          "--seed", seed, "--class", "cat")
+        assert status == 0 and out.splitlines() == [
+            "train: 8 written (0 replacing outdated crops), 0 up to date, 0 failed",
+            "processes: 1 (--workers), 1 of them wrote samples"]
+        crops[seed] = {p.name: p.read_text() for p in paths.aug_labels("train").iterdir()}
+        assert all(json.loads(text)["class"] == 1 for text in crops[seed].values())  # every cat box kept
+    assert crops["5"].keys() == crops["6"].keys() and crops["5"] != crops["6"]
+
+    status, out = run(capsys, paths.root, "augment", "--splits", "train", "--per-image", "2", "--seed", "6",
+                      "--class", "cat", "--fresh")
+    lines = out.splitlines()
+    assert lines[0] == "train: 8 written (0 replacing outdated crops), 0 up to date, 0 failed"
+    assert re.fullmatch(r"processes: \d+ \(automatic\), [12] of them wrote samples", lines[1]), lines[1]
+
+    gone = next(paths.split_images("train").iterdir())
+    gone.unlink()
+    (paths.split_labels("train") / f"{gone.stem}.json").unlink()
+    status, out = run(capsys, paths.root, "augment", "--splits", "train", "--per-image", "2", "--workers", "1",
+                      "--seed", "6", "--class", "cat", "--prune")
+    assert status == 0
+    assert out.splitlines()[0] == "train: 0 written (0 replacing outdated crops), 6 up to date, 0 failed"
+    left = list(paths.aug_images("train").iterdir())
+    assert len(left) == 6 and not [crop for crop in left if crop.name.startswith(gone.stem)]
+
+
+def test_serve_flags_reach_the_server(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--host and --port: the page answers there; Ctrl+C (SIGINT to this process) stops it with status 0."""
+    import os
+    import signal
+    import socket
+    import threading
+    import urllib.request
+
+    folder = tmp_path / "page"
+    folder.mkdir()
+    (folder / "index.html").write_text("<!doctype html><title>page</title>")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+    answers = []
+
+    def ask_then_stop() -> None:
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.2:{port}/", timeout=1) as response:
+                    answers.append(response.read())
+                break
+            except OSError:
+                threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ask_then_stop, daemon=True).start()
+    status, out = run(capsys, tmp_path, "serve", str(folder), "--host", "127.0.0.2", "--port", str(port))
+    assert status == 0 and answers == [b"<!doctype html><title>page</title>"]
+    assert out.splitlines() == [f"serving {folder} at http://127.0.0.2:{port}/ (Ctrl+C stops)", "stopped"]
