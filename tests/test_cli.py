@@ -195,3 +195,9 @@ def test_serve_flags_reach_the_server(tmp_path: Path, capsys: pytest.CaptureFixt
     status, out = run(capsys, tmp_path, "serve", str(folder), "--host", "127.0.0.2", "--port", str(port))
     assert status == 0 and answers == [b"<!doctype html><title>page</title>"]
     assert out.splitlines() == [f"serving {folder} at http://127.0.0.2:{port}/ (Ctrl+C stops)", "stopped"]
+
+
+def test_an_empty_class_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--root", str(tmp_path), "check", "--class", ""]) == 2
+    assert capsys.readouterr().err == ("facetracker check: error: --class is empty; give the labelme label of the "
+                                       "object, e.g. --class face.\n")
