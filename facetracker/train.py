@@ -372,8 +372,8 @@ class SaveBest(keras.callbacks.Callback):
         self.patience, self.best_epoch = patience, best_epoch
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        value = (logs or {}).get(self.monitor, math.nan)
-        self._save_if_better(epoch, value)
+        logs = logs or {}
+        self._save_if_better(epoch, kept_value(logs.get(self.monitor, math.nan), logs.get("loss", math.nan)))
         if self.patience and epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
 
@@ -587,7 +587,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     if not resuming:
         history_path.unlink(missing_ok=True)
     rows = read_history_rows(history_path)
-    earlier = [r.get(config.monitor, math.nan) for r in rows]
+    earlier = [kept_value(r.get(config.monitor, math.nan), r.get("loss", math.nan)) for r in rows]
     best = lowest_finite(earlier)
     best_before = math.inf if best is None else earlier[best]
     best_epoch = -1 if best is None else int(rows[best]["epoch"])
@@ -603,6 +603,15 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     return _result(paths, run_dir, config, tracker.detector.count_params())
 
 
+def kept_value(monitored: float, loss: float) -> float:
+    """An epoch's monitored loss, or NaN when its training loss diverged: such weights are never the best.
+
+    A NaN in one head need not reach the validation loss that picks the best epoch (the box loss, when the
+    score head diverged), nor does it always spread: oneDNN's kernels can turn a NaN input into a number.
+    """
+    return monitored if math.isfinite(loss) else math.nan
+
+
 def lowest_finite(values: list[float]) -> int | None:
     """The index of the lowest finite value (a NaN loss is never best), or None when there is none."""
     finite = [i for i, v in enumerate(values) if math.isfinite(v)]
@@ -612,7 +621,8 @@ def lowest_finite(values: list[float]) -> int | None:
 def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -> TrainResult:
     """Read back the run's history, plot it, and make its best model the current one (the chief only)."""
     history = history_dict(read_history_rows(run_dir / HISTORY_FILE))
-    val = history.get(config.monitor, [])
+    monitored, losses = history.get(config.monitor, []), history.get("loss", [])
+    val = [kept_value(v, loss) for v, loss in zip(monitored, losses, strict=False)]
     best_epoch = lowest_finite(val)
     stopped_on_nan = not all(math.isfinite(v) for v in history.get("loss", []))
     saved, notes = None, ()

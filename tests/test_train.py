@@ -17,6 +17,7 @@ from facetracker.config import Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.train import (
     PRESETS,
+    SaveBest,
     WholeFileBackup,
     build_tracker,
     make_strategy,
@@ -286,6 +287,25 @@ def test_nan_stops_cleanly_and_keeps_the_best_model(tmp_path: Path) -> None:
     _, box = keras.saving.load_model(paths.model, safe_mode=True)(synthetic(4)[0])
     assert np.all(np.isfinite(box))
 
+
+
+def test_an_epoch_whose_training_loss_diverged_is_never_saved_as_best(tmp_path: Path) -> None:
+    """Its validation box loss may still be finite and lowest (the score head went NaN, the box head did not),
+    and oneDNN's kernels can turn NaN inputs into numbers: the training loss decides."""
+    from facetracker.model import build_model
+
+    class Tracker:  # what SaveBest reads of the FaceTracker it is attached to
+        detector = build_model("small", SIZE, "none", 16)
+
+    save_best = SaveBest(tmp_path / "best.keras", monitor="val_regress_loss")
+    save_best.set_model(Tracker())
+    save_best.on_epoch_end(0, {"loss": 1.0, "val_regress_loss": 0.5})
+    kernel = Tracker.detector.get_layer("score").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    save_best.on_epoch_end(1, {"loss": math.nan, "val_regress_loss": 0.1})
+    assert (save_best.best_epoch, save_best.best) == (0, 0.5)
+    score, _ = keras.saving.load_model(tmp_path / "best.keras", safe_mode=True)(synthetic(2)[0])
+    assert np.all(np.isfinite(score))
 
 DISTRIBUTED = """
 import json, sys
