@@ -153,3 +153,42 @@ def test_importing_facetracker_first_turns_on_tensorflows_onednn_kernels(setting
                           text=True, timeout=300, check=True)
     assert (ONEDNN_NOTICE in done.stderr) == on, done.stderr
 
+
+
+ONE_STEP = """
+import sys
+import numpy as np
+import facetracker
+import keras
+import tensorflow as tf
+from facetracker.losses import classification_loss, masked_localization_loss
+from facetracker.model import build_model
+
+keras.utils.set_random_seed(0)
+model = build_model("small", 120, "none", 512)
+rng = np.random.default_rng(0)
+images = rng.uniform(0, 1, (16, 120, 120, 3)).astype(np.float32)
+classes = (rng.uniform(size=(16, 1)) > 0.3).astype(np.float32)
+corner = rng.uniform(0, 0.5, (16, 2))
+boxes = np.concatenate([corner, corner + 0.4], 1).astype(np.float32)
+with tf.GradientTape() as tape:
+    score, box = model(images, training=True)
+    total = classification_loss()(classes, score) + masked_localization_loss(boxes, box, classes)
+grads = tape.gradient(total, model.trainable_variables)
+np.savez(sys.argv[1], total=total.numpy(), **{f"g{i}": g.numpy() for i, g in enumerate(grads)})
+"""
+
+
+@pytest.mark.slow
+def test_onednn_kernels_take_the_same_training_step(tmp_path):
+    """The quick preset's model, one batch, the same weights: loss and every gradient with oneDNN on agree with
+    TensorFlow's own kernels (to rounding), so turning it on changes speed, not what is learnt."""
+    steps = {}
+    for setting in ("0", "1"):
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting}
+        subprocess.run([sys.executable, "-c", ONE_STEP, str(tmp_path / setting)], env=env, check=True, timeout=300,
+                       capture_output=True)
+        steps[setting] = np.load(tmp_path / f"{setting}.npz")
+    for name in steps["0"].files:
+        off, on = steps["0"][name], steps["1"][name]
+        np.testing.assert_allclose(on, off, rtol=0, atol=1e-4 * np.abs(off).max(), err_msg=name)
