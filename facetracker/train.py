@@ -587,7 +587,7 @@ def train(paths: Paths, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, pres
     if not resuming:
         history_path.unlink(missing_ok=True)
     rows = read_history_rows(history_path)
-    earlier = [kept_value(r.get(config.monitor, math.nan), r.get("loss", math.nan)) for r in rows]
+    earlier = monitored_values(rows, config.monitor)
     best = lowest_finite(earlier)
     best_before = math.inf if best is None else earlier[best]
     best_epoch = -1 if best is None else int(rows[best]["epoch"])
@@ -612,6 +612,11 @@ def kept_value(monitored: float, loss: float) -> float:
     return monitored if math.isfinite(loss) else math.nan
 
 
+def monitored_values(rows: list[dict[str, float]], monitor: str) -> list[float]:
+    """Each history row's monitored loss as `kept_value` gives it (the values the best epoch is picked from)."""
+    return [kept_value(row.get(monitor, math.nan), row.get("loss", math.nan)) for row in rows]
+
+
 def lowest_finite(values: list[float]) -> int | None:
     """The index of the lowest finite value (a NaN loss is never best), or None when there is none."""
     finite = [i for i, v in enumerate(values) if math.isfinite(v)]
@@ -620,9 +625,9 @@ def lowest_finite(values: list[float]) -> int | None:
 
 def _result(paths: Paths, run_dir: Path, config: TrainConfig, parameters: int) -> TrainResult:
     """Read back the run's history, plot it, and make its best model the current one (the chief only)."""
-    history = history_dict(read_history_rows(run_dir / HISTORY_FILE))
-    monitored, losses = history.get(config.monitor, []), history.get("loss", [])
-    val = [kept_value(v, loss) for v, loss in zip(monitored, losses, strict=False)]
+    rows = read_history_rows(run_dir / HISTORY_FILE)
+    history = history_dict(rows)
+    val = monitored_values(rows, config.monitor)
     best_epoch = lowest_finite(val)
     stopped_on_nan = not all(math.isfinite(v) for v in history.get("loss", []))
     saved, notes = None, ()

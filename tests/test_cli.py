@@ -2,7 +2,12 @@
 step and its result is what the user gets (the steps themselves are tested in their own files)."""
 
 import json
+import os
 import re
+import signal
+import socket
+import threading
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -75,6 +80,14 @@ def label_names(labels: Path) -> set[str]:
     return {shape["label"] for label in labels.glob("*.json") for shape in json.loads(label.read_text())["shapes"]}
 
 
+def make_sample_frames(root: Path, count: int, class_name: str = "face") -> Paths:
+    from facetracker.sample_data import make_sample_data
+
+    paths = Paths(root)
+    make_sample_data(paths, count=count, negatives=0.0, seed=0, class_name=class_name)
+    return paths
+
+
 def test_sample_data_flags_reach_the_session(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """4 frames, a quarter without the object, labelled 'cat'; --seed picks the frames (another seed, other bytes)."""
     status, out = run(capsys, tmp_path / "a", "sample-data", "--count", "4", "--negatives", "0.25", "--seed", "3",
@@ -125,14 +138,6 @@ def test_split_seed_reaches_the_split(tmp_path: Path, capsys: pytest.CaptureFixt
     assert chosen[0] != chosen[1]
 
 
-def make_sample_frames(root: Path, count: int, class_name: str = "face") -> Paths:
-    from facetracker.sample_data import make_sample_data
-
-    paths = Paths(root)
-    make_sample_data(paths, count=count, negatives=0.0, seed=0, class_name=class_name)
-    return paths
-
-
 def test_augment_flags_reach_the_crops(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--class, --seed, --fresh, --prune and --workers, each seen in the crops or in the lines printed."""
     crops = {}
@@ -167,12 +172,6 @@ def test_augment_flags_reach_the_crops(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_serve_flags_reach_the_server(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--host and --port: the page answers there; Ctrl+C (SIGINT to this process) stops it with status 0."""
-    import os
-    import signal
-    import socket
-    import threading
-    import urllib.request
-
     folder = tmp_path / "page"
     folder.mkdir()
     (folder / "index.html").write_text("<!doctype html><title>page</title>")

@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from test_cli_docs import bare_env
 from test_train import WorseBeforeValidation, validation_loss
 
 from facetracker import dataset
@@ -147,8 +148,7 @@ def test_importing_facetracker_first_turns_on_tensorflows_onednn_kernels(setting
     """TensorFlow's faster CPU kernels are on unless the user turned them off (its own default is off on CPUs
     without AVX-512 VNNI, bf16 or AMX). A fresh Python with TensorFlow's logging left on: its notice says.
     The CLI keeps that notice off the terminal: test_cli_docs' one-line error tests load TensorFlow."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
-    env.update({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {})
+    env = {**bare_env(), **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting else {})}
     done = subprocess.run([sys.executable, "-c", "import facetracker, tensorflow"], env=env, capture_output=True,
                           text=True, timeout=300, check=True)
     assert (ONEDNN_NOTICE in done.stderr) == on, done.stderr
