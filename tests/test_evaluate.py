@@ -235,8 +235,9 @@ def test_haar_finds_the_portrait_face():
 FACES = [(160, 40), (200, 100), (120, 60)]  # where portrait_frame pastes the portrait in frame0..2
 
 
-def make_project(root: Path, model: Path) -> Paths:
-    """data/test with 3 face frames (labels saved by labelme) and 1 empty one, aug_data/test with 3 samples.
+def make_project(root: Path, model: Path, class_name: str = "face") -> Paths:
+    """data/test with 3 frames showing a `class_name` (labels saved by labelme) and 1 empty one, aug_data/test
+    with 3 samples.
 
     The model is copied to root/model.keras.
     """
@@ -247,7 +248,7 @@ def make_project(root: Path, model: Path) -> Paths:
         frame, (x1, y1, x2, y2) = portrait_frame(x, y)
         image = paths.split_images("test") / f"frame{i}.jpg"
         cv2.imwrite(str(image), frame)
-        save_with_labelme(paths.split_labels("test") / f"frame{i}.json", image, [(x2, y2), (x1, y1)])
+        save_with_labelme(paths.split_labels("test") / f"frame{i}.json", image, [(x2, y2), (x1, y1)], class_name)
     cv2.imwrite(str(paths.split_images("test") / "empty.jpg"), np.full((480, 640, 3), 90, np.uint8))
     paths.aug_images("test").mkdir(parents=True)
     paths.aug_labels("test").mkdir(parents=True)
