@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -55,6 +56,7 @@ def test_annotate_prelabel_haar_writes_the_cascades_box(tmp_path: Path, capsys: 
 
 
 @pytest.mark.slow  # over 3 s on 2 cores
+@pytest.mark.wiring  # mutmut runs it: the only test of the --prelabel model branch in this process
 def test_annotate_prelabel_model_writes_the_models_box_above_the_threshold(
         tmp_path: Path, constant_model: Path, capsys: pytest.CaptureFixture) -> None:
     """The constant model scores 0.8 with the box (235, 100, 385, 222) px on every 640x480 frame."""
@@ -68,6 +70,23 @@ def test_annotate_prelabel_model_writes_the_models_box_above_the_threshold(
     for name in ("empty.json", "face.json"):
         assert json.loads((paths.labels / name).read_text())["shapes"][0]["points"] == [[x1, y1], [x2, y2]]
     assert (paths.labels / "done.json").read_text() == '{"hand": "made"}'
+
+
+def test_annotate_opens_labelme_for_the_class_after_the_proposals(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --no-gui, labelme starts (a script noting its arguments stands in for the Python that runs it)
+    with the class given, after the Haar proposals were written."""
+    paths = session(tmp_path)
+    recorder = tmp_path / "labelme-args.sh"
+    recorder.write_text(f'#!/bin/sh\nls {paths.labels} > {tmp_path / "labels.txt"}\n'
+                        f'echo "$@" > {tmp_path / "args.txt"}\n')
+    recorder.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(recorder))
+    monkeypatch.setenv("DISPLAY", ":987")
+    assert main(["--root", str(tmp_path), "annotate", "--prelabel", "haar", "--class", "cat"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote 1 Haar proposals to {paths.labels}"
+    assert " --labels cat " in (tmp_path / "args.txt").read_text()
+    assert (tmp_path / "labels.txt").read_text().split() == ["done.json", "face.json"]
 
 
 def run(capsys: pytest.CaptureFixture, root: Path, *argv: str) -> tuple[int, str]:
@@ -200,3 +219,31 @@ def test_an_empty_class_is_refused_in_one_line(tmp_path: Path, capsys: pytest.Ca
     assert main(["--root", str(tmp_path), "check", "--class", ""]) == 2
     assert capsys.readouterr().err == ("facetracker check: error: --class is empty; give the labelme label of the "
                                        "object, e.g. --class face.\n")
+
+
+def test_main_lets_ctrl_c_stop_a_step_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A parent that ignores SIGINT (a Jupyter kernel, nohup) passes that on; main restores Python's handler."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(["--root", str(tmp_path), "check"]) == 2  # no images yet: any quick step will do
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_a_step_says_how_to_finish_and_exits_130(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """SIGINT to this process once sample-data has written its first frame (of 3,000): one line, status 130."""
+    images = Paths(tmp_path).images
+
+    def interrupt_once_started() -> None:
+        for _ in range(600):
+            if images.is_dir() and any(images.iterdir()):
+                break
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    assert main(["--root", str(tmp_path), "sample-data", "--count", "3000"]) == 130
+    assert capsys.readouterr().err.strip() == "facetracker sample-data: interrupted; run it again to finish"
+    assert 0 < len(list(images.iterdir())) < 3000
