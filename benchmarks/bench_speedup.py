@@ -1,9 +1,11 @@
 """Training time before and after the speed levers: the notebook's training cell and `make demo`, side by side.
 
 "Before" is the same code with the levers switched off: `cache="off"` (every epoch decodes every
-JPEG crop, as before the cache) and TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's oneDNN kernels off: its own
-default on CPUs without AVX-512 VNNI, bf16 or AMX, which the code kept before it turned them on).
-"After" is the committed defaults. Both run in this item, one after the other, on the same data:
+JPEG crop, as before the cache), TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's oneDNN kernels off: its own
+default on CPUs without AVX-512 VNNI, bf16 or AMX, which the code kept before it turned them on) and
+the small backbone's earlier stem (a stride-1 first convolution, pooled after it: `model.SMALL_STEM_STRIDE`
+1 and `SMALL_POOLED_BLOCKS` (1, 2, 3, 4), set in the process before the model is built; the same
+parameters). "After" is the committed defaults. Both run in this item, one after the other, on the same data:
 
 - the notebook's training cell with its committed settings: the quick preset (30 epochs) on 60
   augmented copies of each frame of the 90-frame sample session, through the calls the notebook makes
@@ -58,6 +60,15 @@ def epoch_timer():
     return EpochTimer()
 
 
+# Run first in the "before" processes: the small backbone's layout before the strided stem.
+BEFORE_STEM = "import facetracker.model as m; m.SMALL_STEM_STRIDE = 1; m.SMALL_POOLED_BLOCKS = (1, 2, 3, 4); "
+
+
+def stem_code(cache: str) -> str:
+    """Python run before the step: the earlier stem for "before" (cache off), nothing for "after"."""
+    return BEFORE_STEM if cache == "off" else ""
+
+
 def environment_for(cache: str) -> dict[str, str]:
     """This process's environment with TF_ENABLE_ONEDNN_OPTS as before or after (not the shell's setting)."""
     env = {k: v for k, v in os.environ.items() if k != ONEDNN}
@@ -85,7 +96,8 @@ def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict
 
 def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> dict:
     """`notebook_cell` in a fresh Python with the notebook's TensorFlow environment."""
-    code = (f"import sys, json; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+    code = (f"{stem_code(cache)}import sys, json; from pathlib import Path; "
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import bench_speedup; print('RESULT', json.dumps(bench_speedup.notebook_cell("
             f"Path({str(root)!r}), {cache!r}, {epochs!r}, {name!r})))")
     env = environment_for(cache)
@@ -97,11 +109,11 @@ def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> d
 
 
 def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
-    """`facetracker demo` in a fresh folder; its wall time, its stage times and its epoch times."""
-    entry = Path(sys.executable).with_name("facetracker")
-    command = [str(entry)] if entry.is_file() else [sys.executable, "-m", "facetracker.cli"]
-    command += ["--root", str(root), "demo", "--cache", cache, *extra]
-    command += ["--epochs", str(epochs)] if epochs else []
+    """`facetracker demo` in a fresh Python and folder; its wall time, its stage times and its epoch times."""
+    argv = ["--root", str(root), "demo", "--cache", cache, *extra] + (["--epochs", str(epochs)] if epochs else [])
+    # The entry point's own code (console_scripts), after the stem's setting.
+    command = [sys.executable, "-c", f"{stem_code(cache)}import sys; from facetracker.cli import main; "
+               f"sys.exit(main({argv!r}))"]
     env = environment_for(cache)
     tick = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -163,7 +175,8 @@ def run(quick: bool) -> dict:
         "title": "Training time before and after: the notebook's training cell and `make demo`",
         "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame, "
                                f"the demo on {demo_size}; TF_ENABLE_ONEDNN_OPTS before: {cells[before]['onednn']}, "
-                               f"after: {cells[after]['onednn']}:", "columns": columns, "rows": rows}],
+                               f"after: {cells[after]['onednn']}; the small backbone's first convolution before: "
+                               "stride 1 then a 2x2 pool, after: stride 2:", "columns": columns, "rows": rows}],
         "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
                      f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "
                      f"{cells[after]['best_epoch'] + 1}) after (the preset's seed both times)."],

@@ -39,7 +39,8 @@ SMALL_CHANNELS = (16, 32, 64, 128, 192, 256)
 # The first convolution strides 2 instead of being pooled: conv, batch norm, ReLU and pooling at the full
 # 120 px took more of a training step than any other block (BENCHMARKS.md, the training item).
 SMALL_STEM_STRIDE = 2
-SMALL_POOLS = 3  # after blocks 2-4: with the stem, a 120 px input leaves a 7x7 map (cells of about 17 px) for the grid head
+# With the stem, pooling after these blocks leaves a 7x7 map of a 120 px input (cells of about 17 px) for the grid head.
+SMALL_POOLED_BLOCKS = (2, 3, 4)
 BN_MOMENTUM = 0.9
 GRID_HIDDEN = 128  # channels of the grid head's 3x3 convolution, which lets a cell see its neighbours
 GRID_CHANNELS = 5  # per cell: the logit, the box centre in the cell (x, y), the box size (w, h)
@@ -219,7 +220,7 @@ def _kernel_bgr_to_rgb(conv: keras.layers.Conv2D) -> None:
 
 
 def small_cnn(shape: tuple[int, int, int]) -> keras.Model:
-    """Six conv-BN-ReLU blocks (16 -> 256 channels): the first strides 2, the next three are followed by 2x2 max pooling."""
+    """Six conv-BN-ReLU blocks (16 -> 256 channels): the first strides 2, the next three end in 2x2 max pooling."""
     sync = tf.distribute.get_strategy().num_replicas_in_sync > 1
     inputs = keras.Input(shape)
     x = inputs
@@ -228,7 +229,7 @@ def small_cnn(shape: tuple[int, int, int]) -> keras.Model:
         x = keras.layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=sync, name=f"bn{i}")(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
-        if 2 <= i <= SMALL_POOLS + 1:
+        if i in SMALL_POOLED_BLOCKS:
             x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
     return keras.Model(inputs, x, name="small")
 
