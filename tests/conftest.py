@@ -30,8 +30,8 @@ CONSTANT_FRAME_BOX = (235, 100, 385, 222)  # in a 640x480 frame, by hand: x + 80
 # to its two processes in collection order (dev.py turns off its own reordering, which goes by test count):
 # a heavy file handed out last keeps one process busy while the other sits idle.
 HEAVIEST_FILES = ("test_train.py", "test_multiworker.py", "test_export.py", "test_notebook.py", "test_evaluate.py",
-                  "test_train_options.py", "test_interruption.py", "test_webpage.py", "test_gui.py",
-                  "test_detect_cli.py", "test_notebook_code.py", "test_demo.py")
+                  "test_train_options.py", "test_cli_models.py", "test_interruption.py", "test_webpage.py",
+                  "test_gui.py", "test_detect_cli.py", "test_notebook_code.py", "test_demo.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
