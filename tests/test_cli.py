@@ -247,3 +247,12 @@ def test_ctrl_c_during_a_step_says_how_to_finish_and_exits_130(tmp_path: Path,
     assert main(["--root", str(tmp_path), "sample-data", "--count", "3000"]) == 130
     assert capsys.readouterr().err.strip() == "facetracker sample-data: interrupted; run it again to finish"
     assert 0 < len(list(images.iterdir())) < 3000
+
+
+def test_evaluate_frames_without_images_says_what_it_expects(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Refused before any model loads: the folder given, and what such a folder holds."""
+    (tmp_path / "elsewhere" / "labels").mkdir(parents=True)
+    assert main(["--root", str(tmp_path), "evaluate", "--frames", str(tmp_path / "elsewhere")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"facetracker evaluate: error: --frames {tmp_path / 'elsewhere'}: expected a folder holding images/ and "
+        "labels/ (as data/ does), e.g. another session's data/")
