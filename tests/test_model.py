@@ -42,6 +42,14 @@ def test_small_model_keeps_a_7x7_map_for_its_grid_head() -> None:
     assert 0.8e6 < model.count_params() < 1.5e6  # a CPU model: a fifteenth of the tutorial's
 
 
+def test_small_model_strides_its_first_convolution_instead_of_pooling_at_full_size() -> None:
+    """The speed lever of BENCHMARKS.md's before/after item: nothing runs on the 120 px map but the first
+    convolution, which writes a 60 px map straight away."""
+    backbone = build_model("small", 120, "none", head_units=512).get_layer("small")
+    assert backbone.get_layer("conv1").output.shape[1:3] == (60, 60)
+    assert [layer.name for layer in backbone.layers if "pool" in layer.name] == ["pool2", "pool3", "pool4"]
+
+
 def test_grid_box_is_the_proposal_of_the_cell_with_the_highest_logit() -> None:
     from facetracker.model import GridBox
 
