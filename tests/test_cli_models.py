@@ -5,12 +5,15 @@ The steps themselves are tested in their own files. These tests load a model, so
 also `wiring`, which mutmut's runs include (pyproject's [tool.mutmut]): the handlers' mutants need them.
 """
 
+import json
 import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import test_cli
+from conftest import CONSTANT_FRAME_BOX
 from test_evaluate import make_project
 
 from facetracker.cli import main
@@ -24,9 +27,9 @@ LIMEGREEN_BGR = (50, 205, 50)  # a true box
 
 
 def run(capsys: pytest.CaptureFixture, root: Path, *argv: str) -> tuple[int, list[str]]:
-    """`facetracker --root ROOT ARGV...` in this process: its exit code and the lines it printed."""
-    status = main(["--root", str(root), *argv])
-    return status, capsys.readouterr().out.splitlines()
+    """test_cli.run, with the lines printed."""
+    status, out = test_cli.run(capsys, root, *argv)
+    return status, out.splitlines()
 
 
 def pixels_of(image: np.ndarray, bgr: tuple[int, int, int]) -> int:
@@ -111,8 +114,6 @@ def test_detect_folder_draws_the_class_given_into_a_new_run_folder_under_the_roo
         tmp_path: Path, constant_model: Path, capsys: pytest.CaptureFixture) -> None:
     """No --output: the annotated copies go to <root>/runs/detect/predict; each label reads "cat 0.80": the
     label reaches the text's width (OpenCV's own text size) plus 4 px of margin right of the box's corner."""
-    from conftest import CONSTANT_FRAME_BOX
-
     source = tmp_path / "frames"
     source.mkdir()
     for name in ("a.jpg", "b.jpg"):
@@ -165,8 +166,6 @@ def test_export_savedmodel_prints_its_folder_and_size_and_the_check(
 def test_export_web_int8_calibrates_on_the_folder_given_and_labels_the_class(
         tmp_path: Path, small_model_file: Path, capsys: pytest.CaptureFixture) -> None:
     """The project has no aug_data/train: int8 can only calibrate on --calibration's images."""
-    import json
-
     calibration = tmp_path / "calibration"
     calibration.mkdir()
     rng = np.random.default_rng(0)
@@ -188,8 +187,6 @@ def test_export_web_int8_calibrates_on_the_folder_given_and_labels_the_class(
 def test_train_flags_reach_the_run_and_its_record(sample_root: Path, capsys: pytest.CaptureFixture) -> None:
     """One epoch of the quick preset on one augmented copy per frame, in the run folder --name gives; run.json
     records the flags; --strategy multiworker without TF_CONFIG is refused (it reaches make_strategy)."""
-    import json
-
     assert main(["--root", str(sample_root), "split"]) == 0
     assert main(["--root", str(sample_root), "augment", "--per-image", "1", "--workers", "1"]) == 0
     capsys.readouterr()
