@@ -59,16 +59,18 @@ def test_annotate_prelabel_haar_writes_the_cascades_box(tmp_path: Path, capsys: 
 @pytest.mark.wiring  # mutmut runs it: the only test of the --prelabel model branch in this process
 def test_annotate_prelabel_model_writes_the_models_box_above_the_threshold(
         tmp_path: Path, constant_model: Path, capsys: pytest.CaptureFixture) -> None:
-    """The constant model scores 0.8 with the box (235, 100, 385, 222) px on every 640x480 frame."""
+    """The constant model scores 0.8 with the box (235, 100, 385, 222) px on every 640x480 frame: nothing
+    above --threshold 0.81, both unlabelled frames above the default 0.5, labelled with --class."""
     paths = session(tmp_path)
     argv = ["--root", str(tmp_path), "annotate", "--prelabel", "model", "--model", str(constant_model), "--no-gui"]
     assert main([*argv, "--threshold", "0.81"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote 0 model proposals to {paths.labels}"
-    assert main([*argv, "--threshold", "0.79"]) == 0
+    assert main([*argv, "--class", "cat"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote 2 model proposals to {paths.labels}"
     x1, y1, x2, y2 = CONSTANT_FRAME_BOX
     for name in ("empty.json", "face.json"):
-        assert json.loads((paths.labels / name).read_text())["shapes"][0]["points"] == [[x1, y1], [x2, y2]]
+        shape = json.loads((paths.labels / name).read_text())["shapes"][0]
+        assert (shape["label"], shape["points"]) == ("cat", [[x1, y1], [x2, y2]])
     assert (paths.labels / "done.json").read_text() == '{"hand": "made"}'
 
 
@@ -256,3 +258,16 @@ def test_evaluate_frames_without_images_says_what_it_expects(tmp_path: Path, cap
     assert capsys.readouterr().err.strip() == (
         f"facetracker evaluate: error: --frames {tmp_path / 'elsewhere'}: expected a folder holding images/ and "
         "labels/ (as data/ does), e.g. another session's data/")
+
+
+def test_train_workers_flags_reach_the_cluster_checks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--workers, --worker-index and --join-timeout reach `train_on_workers`: each mistake is refused in one
+    line before any training (the two-process runs are test_multiworker's, in fresh interpreters)."""
+    workers = "127.0.0.1:1,127.0.0.1:2"
+    assert main(["--root", str(tmp_path), "train", "--workers", workers, "--worker-index", "2"]) == 2
+    assert capsys.readouterr().err == ("facetracker train: error: --worker-index 2: give this machine's place in "
+                                       "--workers, 0 to 1 (0 is the chief).\n")
+    assert main(["--root", str(tmp_path), "train", "--workers", workers, "--worker-index", "1",
+                 "--join-timeout", "0"]) == 2
+    assert capsys.readouterr().err == ("facetracker train: error: --join-timeout 0.0: give the seconds to wait for "
+                                       "the other workers.\n")

@@ -6,6 +6,7 @@ also `wiring`, which mutmut's runs include (pyproject's [tool.mutmut]): the hand
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -147,19 +148,26 @@ def test_detect_no_display_keeps_the_window_shut_on_a_desktop(
 # ----------------------------------------------------------------------------- export
 
 
-def folder_megabytes(path: Path) -> str:
-    size = path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return f"{size / 1e6:.2f} MB"
-
-
-def test_export_savedmodel_prints_its_folder_and_size_and_the_check(
+def test_export_prints_the_file_or_folder_and_its_size_and_the_check(
         tmp_path: Path, small_model_file: Path, capsys: pytest.CaptureFixture) -> None:
+    """The default format (a .tflite file, float16 weights here) and a SavedModel folder, whose size is that of
+    every file below it. Sizes come from `os.stat` on the files the export wrote."""
     out = tmp_path / "out"
+    status, lines = run(capsys, tmp_path, "export", "--model", str(small_model_file), "--quantize", "float16",
+                        "--out", str(out))
+    exported = out / f"{small_model_file.stem}_float16.tflite"
+    assert status == 0, lines
+    assert lines[-2] == f"exported tflite model (float16) to {exported} ({os.stat(exported).st_size / 1e6:.2f} MB)"
+    assert lines[-1].startswith(f"{exported} on ") and lines[-1].endswith(": OK")
+
     status, lines = run(capsys, tmp_path, "export", "--model", str(small_model_file), "--format", "savedmodel",
                         "--out", str(out))
     exported = out / f"{small_model_file.stem}_savedmodel"
+    files = [os.path.join(folder, name) for folder, _, names in os.walk(exported) for name in names]
     assert status == 0, lines
-    assert lines[-2] == f"exported savedmodel model (none) to {exported} ({folder_megabytes(exported)})"
+    assert len(files) > 2  # saved_model.pb, variables/ and more: the size is that of them all
+    assert lines[-2] == (f"exported savedmodel model (none) to {exported} "
+                         f"({sum(os.stat(file).st_size for file in files) / 1e6:.2f} MB)")
     assert lines[-1].startswith(f"{exported} on ") and lines[-1].endswith(": OK")
 
 
@@ -224,3 +232,23 @@ def test_demo_flags_reach_every_stage(tmp_path: Path, capsys: pytest.CaptureFixt
     trained = next(line for line in lines if line.startswith("trained small ("))
     assert " for 1 epoch(s), batch 16, seed 4; " in trained
     assert lines[lines.index("FaceTracker demo: done") + 1].split()[0] == "sample-data"
+
+
+def test_demo_preset_reaches_training(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo --preset tutorial` trains VGG16 with ImageNet weights. Offline (an empty Keras folder, a URL that
+    cannot be read) the demo prepares the data, then stops at training with the line that says how to supply
+    the weights. The quick preset, trained instead, would need no download and end in 0."""
+    import keras
+
+    from facetracker import model
+
+    monkeypatch.setattr(keras.src.backend.config, "_KERAS_DIR", str(tmp_path / "keras"))
+    monkeypatch.setattr(model, "KERAS_APPS_URL", (tmp_path / "offline").as_uri() + "/")
+    paths = Paths(tmp_path / "project")
+    status = main(["--root", str(paths.root), "demo", "--frames", "8", "--per-image", "1", "--epochs", "1",
+                   "--preset", "tutorial"])
+    assert status == 2
+    assert len(list(paths.aug_images("train").iterdir())) == len(list(paths.split_images("train").iterdir()))
+    assert "could not download the ImageNet weights of vgg16" in capsys.readouterr().err
+    assert not paths.model.exists()

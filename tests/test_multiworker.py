@@ -70,9 +70,9 @@ def finish(process: subprocess.Popen, deadline: float) -> str:
     return out
 
 
-def two_workers(roots: list[Path], epochs: int) -> list[str]:
+def two_workers(roots: list[Path], epochs: int, *more: str) -> list[str]:
     workers = ",".join(f"127.0.0.1:{port}" for port in free_ports(2))
-    processes = [start(root, *TRAIN, "--epochs", str(epochs), "--workers", workers, "--worker-index", str(i))
+    processes = [start(root, *TRAIN, "--epochs", str(epochs), *more, "--workers", workers, "--worker-index", str(i))
                  for i, root in enumerate(roots)]
     deadline = time.monotonic() + DEADLINE_S
     return [finish(p, deadline) for p in processes]
@@ -98,11 +98,11 @@ def copies(project: Path, tmp_path: Path, names: tuple[str, ...]) -> list[Path]:
 
 def test_two_workers_train_like_one_process(project: Path, tmp_path: Path) -> None:
     chief, worker, single = copies(project, tmp_path, ("chief", "worker", "single"))
-    out = two_workers([chief, worker], epochs=2)
+    out = two_workers([chief, worker], 2, "--name", "pair")
     assert "worker 0 of 2 (the chief)" in out[0] and "worker 1 of 2 (not the chief)" in out[1]
-    finish(start(single, *TRAIN, "--epochs", "2"), time.monotonic() + DEADLINE_S)
+    finish(start(single, *TRAIN, "--epochs", "2", "--name", "pair"), time.monotonic() + DEADLINE_S)
 
-    # Only the chief writes the run folder and the current model; worker 1 keeps its copy to itself.
+    # Only the chief writes the run folder (--name's) and the current model; worker 1 keeps its copy to itself.
     assert (chief / "facetracker.keras").is_file() and not (worker / "facetracker.keras").exists()
     assert not (worker / "logs" / "train").exists() and (worker / "logs" / "worker-1" / "best.keras").is_file()
     # Both end with the same weights: one model, trained in two places.
@@ -111,8 +111,8 @@ def test_two_workers_train_like_one_process(project: Path, tmp_path: Path) -> No
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(a, b)
     # Same losses, epoch by epoch, as one process at the same global batch.
-    two = read_history_rows(chief / "logs" / "train" / "exp" / "history.csv")
-    one = read_history_rows(single / "logs" / "train" / "exp" / "history.csv")
+    two = read_history_rows(chief / "logs" / "train" / "pair" / "history.csv")
+    one = read_history_rows(single / "logs" / "train" / "pair" / "history.csv")
     for name in ("loss", "val_loss"):
         trajectory = [row[name] for row in two]
         print(name, "two workers", trajectory, "one process", [row[name] for row in one])
