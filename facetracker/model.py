@@ -21,6 +21,7 @@ input scaling happens inside the model with layers that save and load in safe mo
 None of these layers adds parameters: the default model has the tutorial's 16,826,181.
 """
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -243,8 +244,13 @@ def _head(features: keras.KerasTensor, units: int, outputs: int, name: str) -> k
 
 def _load_model_weights(model: keras.Model, path: Path) -> None:
     """Load a whole-model .weights.h5, explaining a mismatch."""
-    try:
-        model.load_weights(path)
-    except (ValueError, KeyError) as error:
-        raise FaceTrackerError(f"--weights {path}: does not match this model (backbone, input size, head units "
-                               f"must be those it was saved with): {error}") from error
+    # On a mismatch Keras warns about each part it skipped before it raises; our one line says it all.
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError) as error:
+            raise FaceTrackerError(f"--weights {path}: does not match this model (backbone, input size, head "
+                                   f"units must be those it was saved with): {error}") from error
+    for warning in skipped:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
