@@ -15,6 +15,7 @@ The Python that runs this script builds .venv, and must be 3.11, 3.12 or 3.13 (o
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -22,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
+WEB = ROOT / "facetracker" / "web"  # the web page; its runtime (LiteRT.js) comes from npm, pinned by package-lock.json
 STAMP = VENV / ".installed"
 SUPPORTED = ((3, 11), (3, 12), (3, 13))
 TASKS = ("venv", "test", "test-fast", "demo", "lint", "style", "notebook", "bench", "mutate")
@@ -102,12 +104,34 @@ def build_venv() -> None:
     STAMP.write_text(stamp)
 
 
+def install_web_runtime() -> None:
+    """`npm ci` in the web page's folder when its node_modules is missing or older than package-lock.json.
+
+    The export of the web page, and its tests, copy the runtime from there. Without npm, one line says so.
+    """
+    installed = WEB / "node_modules" / ".package-lock.json"  # npm writes it last, on every install
+    if installed.is_file() and installed.stat().st_mtime >= (WEB / "package-lock.json").stat().st_mtime:
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        print(f"dev.py: npm was not found, so the web page's runtime is not installed in {WEB / 'node_modules'}: "
+              "`facetracker export --format web` and its tests will fail. Install Node.js 20 with npm, then run "
+              "this again.", flush=True)
+        return
+    print(f"dev.py: installing the web page's runtime into {WEB / 'node_modules'} (npm ci)", flush=True)
+    code = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=WEB, check=False).returncode
+    if code != 0:
+        sys.exit(code)
+
+
 def task(name: str, args: list[str]) -> int:
     """Run one task (after building .venv); returns its exit code."""
     build_venv()
     python = venv_bin("python")
     if name == "venv":
         return 0
+    if name in ("test", "test-fast", "bench"):
+        install_web_runtime()
     if name in ("test", "test-fast"):
         code = run(venv_bin("ruff"), "check", ".")
         fast = ["-m", "not slow"] if name == "test-fast" else []
