@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +39,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the heaviest files first; the rest keep their order, and tests keep theirs within a file."""
     rank = {name: i for i, name in enumerate(HEAVIEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_train_nothing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked slow that calls `Model.fit` fails, naming the marker: the fast set trains no model.
+
+    It is set up before the test's own function-scoped fixtures, so those are checked too; a module- or
+    session-scoped fixture is built earlier, and is not.
+    """
+    keras = sys.modules.get("keras")
+    if keras is None or request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        pytest.fail("this test trains a model (Model.fit): mark it @pytest.mark.slow (tests/README.md)")
+
+    monkeypatch.setattr(keras.Model, "fit", refuse)
 
 
 def save_with_labelme(label_path: Path, image_path: Path, points: list, label: str = "face") -> Path:
