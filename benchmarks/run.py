@@ -127,13 +127,15 @@ def main() -> None:
         root = Path(tempfile.mkdtemp(prefix="facetracker-bench-"))
         print(f"benchmarks ({'quick' if args.quick else 'full'}), data under {root}", flush=True)
         results.setdefault("items", {})
+        for earlier in results["items"].values():  # items from before machines were recorded per item
+            earlier.setdefault("machine", results.get("machine", {}))
         results["machine"] = machine()
         try:
             for name in args.names or items():
                 load, code = os.getloadavg()[0], code_version()
                 result = run_item(name, args.quick, root)
                 result.update(mode="quick" if args.quick else "full", date=time.strftime("%Y-%m-%d %H:%M"),
-                              load_start=load, load_end=os.getloadavg()[0], **code)
+                              load_start=load, load_end=os.getloadavg()[0], machine=results["machine"], **code)
                 results["items"][name] = result
                 RESULTS.write_text(json.dumps(results, indent=1, default=str))
         finally:

@@ -57,3 +57,19 @@ def test_items_run_in_the_report_order():
     names = run.items()
     assert [n for n in names if n in report.ORDER] == [n for n in report.ORDER if n in names]
     assert names.index("train") < names.index("accuracy")
+
+
+def test_items_from_different_machines_are_listed_under_each_machine():
+    fast = {"cpu": "CPU with avx512", "cores": 2, "flags": {"avx512f": True}}
+    slow = {"cpu": "CPU without", "cores": 2, "flags": {"avx512f": False}}
+    results = {"machine": fast, "items": {"train": {"title": "train", "machine": fast},
+                                          "accuracy": {"title": "accuracy", "machine": slow},
+                                          "quantize": {"title": "quantize", "machine": fast}}}
+    text = report.render(results)
+    machine = text[text.index("## Machine"):text.index("## How to read this")]
+    assert "**Items below ran on different machines**" in machine
+    assert machine.index("quantize, train:") < machine.index("CPU: CPU with avx512") < machine.index("accuracy:")
+    assert machine.index("accuracy:") < machine.index("CPU: CPU without") and "avx512f no" in machine
+    results["items"]["accuracy"]["machine"] = fast
+    text = report.render(results)
+    assert "different machines" not in text and text.count("CPU: CPU with avx512") == 1
