@@ -5,6 +5,7 @@ figure comes from results.json, so a rerun can never leave a stale number behind
 """
 
 import ast
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -96,11 +97,17 @@ def code_stamp(result: dict) -> str:
     return f"commit {result['commit']}{dirty}, facetracker {result.get('version', '?')}"
 
 
+def grouped(done: dict, key: Callable[[dict], Hashable]) -> dict[Hashable, list[str]]:
+    """The items' names by `key(result)`, keys and names in the items' order."""
+    groups: dict[Hashable, list[str]] = {}
+    for name, result in done.items():
+        groups.setdefault(key(result), []).append(name)
+    return groups
+
+
 def provenance(done: dict) -> list[str]:
     """A line saying which code the items ran on: one commit, or a warning listing the different ones."""
-    stamps = {code_stamp(result): [] for result in done.values()}
-    for name, result in done.items():
-        stamps[code_stamp(result)].append(name)
+    stamps = grouped(done, code_stamp)
     if len(stamps) == 1:
         only = next(iter(stamps))
         if only == code_stamp({}):
@@ -124,12 +131,11 @@ def machine_lines(m: dict) -> list[str]:
 
 def machine_section(results: dict, names: list[str]) -> list[str]:
     """## Machine: the one every item ran on, or each machine with the items that ran on it."""
-    machines: dict[tuple, list[str]] = {}
-    for name in names:
-        described = tuple(machine_lines(results["items"][name].get("machine", results.get("machine", {}))))
-        machines.setdefault(described, []).append(name)
+    machines = grouped({name: results["items"][name] for name in names},
+                       lambda result: tuple(machine_lines(result.get("machine", results.get("machine", {})))))
     if len(machines) <= 1:
-        return ["## Machine", "", *machine_lines(results.get("machine", {})), ""]
+        return ["## Machine", "", *(next(iter(machines)) if machines else machine_lines(results.get("machine", {}))),
+                ""]
     lines = ["## Machine", "", "**Items below ran on different machines**: compare times only within one item.", ""]
     for described, on_it in machines.items():
         lines += [f"{', '.join(on_it)}:", "", *described, ""]

@@ -28,7 +28,7 @@ from facetracker.sample_data import make_sample_data, video_to_y4m
 from facetracker.split import split_dataset
 from facetracker.webpage import CONFIG_FILE, RUNTIME_FILES, integrity, runtime_folder
 
-# Each test starts a browser, a server or a fresh Python. .ci/run installs Chromium and runs npm ci.
+# Each test starts a browser, a server or a fresh Python. .ci/run installs Chromium; dev.py runs npm ci.
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 SCREENSHOT = Path(tempfile.gettempdir()) / "facetracker-web" / "camera.png"
 PORTRAIT = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"  # 512x600
