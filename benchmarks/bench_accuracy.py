@@ -19,6 +19,7 @@ from pathlib import Path
 from common import data_root, log
 
 SEEDS = (0, 1, 2)
+DEMO_TARGET_S = 4 * 60  # the target: `make demo` in at most 4 minutes on 2 cores, evaluation included
 # Size knobs of the quick mode (a check that the item runs); the full mode runs the demo as committed.
 DEMO_ARGS = {True: ["--frames", "40", "--per-image", "3", "--epochs", "2", "--check-frames", "40"], False: []}
 TRAIN_ARGS = {True: ["--epochs", "2"], False: []}
@@ -96,6 +97,11 @@ def run(quick: bool) -> dict:
                         "met": len(beaten) == len(FIGURES) if not quick else None,
                         "reason": "" if not quick else "quick mode: too little training to judge"})
     stages = [line.strip() for line in demo_output.splitlines() if line.strip().startswith(("total", "train "))]
+    if not quick:  # the demo with its defaults is what `make demo` runs; its wall time includes Python's start
+        targets.append({"target": f"`make demo` in at most {DEMO_TARGET_S} s including evaluation",
+                        "measured": f"{demo_seconds:.0f} s (`facetracker demo`, seed 0, start to end)",
+                        "met": demo_seconds <= DEMO_TARGET_S,
+                        "reason": "" if demo_seconds <= DEMO_TARGET_S else "training takes most of it (speedup item)"})
     return {
         "title": "Accuracy: the quick preset against OpenCV's Haar cascade (3 seeds)",
         "tables": tables,

@@ -21,6 +21,9 @@ from notebook_settings import with_settings  # noqa: E402  (the notebook tests' 
 
 QUICK_KNOBS = "SAMPLE_FRAMES = 24\nPER_IMAGE = 3\nEPOCHS = 1\n"
 RUN_ALL_TARGET_S = 8 * 60  # the target: Run All in at most 8 minutes on 2 cores
+# The target: the training cell in at most half of the 948 s it took before the speed work (issue 24's figure,
+# on the 2-core machine of that day; the speedup item compares before and after on one machine).
+TRAINING_CELL_TARGET_S = 948 / 2
 
 
 def first_line(cell: nbformat.NotebookNode) -> str:
@@ -49,6 +52,13 @@ def run_all(root: Path, quick: bool) -> tuple[float, list[tuple[str, float, list
     return time.perf_counter() - start, cells
 
 
+def preset_epochs() -> int:
+    """The quick preset's epochs, which the notebook trains (its EPOCHS = None)."""
+    from facetracker.train import PRESETS
+
+    return PRESETS["quick"].epochs
+
+
 def run(quick: bool) -> dict:
     root = data_root() / "notebook-run-all"
     root.mkdir(parents=True, exist_ok=True)
@@ -57,7 +67,7 @@ def run(quick: bool) -> dict:
     rows = [[line, f"{seconds:.1f}"] for line, seconds, _ in cells if seconds >= 1.0]
     rows.append(["Run All (kernel start included)", f"{total:.0f}"])
     settings = "the lowered size knobs of `--quick` (24 frames, 3 copies, 1 epoch)" if quick else \
-        "the committed settings (90 sample frames, 60 copies per frame, the quick preset's 30 epochs)"
+        f"the committed settings (90 sample frames, 60 copies per frame, the quick preset's {preset_epochs()} epochs)"
     return {
         "title": "Run All of the notebook",
         "tables": [{"caption": f"Seconds per cell, with {settings}; cells under a second left out:",
@@ -67,7 +77,10 @@ def run(quick: bool) -> dict:
         "targets": [] if quick else [
             {"target": "Run All with the committed settings in at most 8 minutes",
              "measured": f"{total:.0f} s", "met": total <= RUN_ALL_TARGET_S,
-             "reason": "" if total <= RUN_ALL_TARGET_S else "the training cell takes most of it (speedup item)"}],
+             "reason": "" if total <= RUN_ALL_TARGET_S else "the training cell takes most of it (speedup item)"},
+            {"target": f"the notebook's training cell in at most {TRAINING_CELL_TARGET_S:.0f} s (half of 948 s)",
+             "measured": f"{training:.0f} s", "met": training <= TRAINING_CELL_TARGET_S,
+             "reason": "" if training <= TRAINING_CELL_TARGET_S else "see the breakdown in the training item"}],
         "run_all_seconds": total, "training_cell_seconds": training,
         "cells": [{"cell": line, "seconds": seconds, "tags": tags} for line, seconds, tags in cells],
     }

@@ -2,12 +2,14 @@
 
 "Before" is the same code with the levers switched off: `cache="off"` (every epoch decodes every
 JPEG crop, as before the cache), TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's oneDNN kernels off: its own
-default on CPUs without AVX-512 VNNI, bf16 or AMX, which the code kept before it turned them on) and
+default on CPUs without AVX-512 VNNI, bf16 or AMX, which the code kept before it turned them on),
 the small backbone's earlier stem (a stride-1 first convolution, pooled after it: `model.SMALL_STEM_STRIDE`
 1 and `SMALL_POOLED_BLOCKS` (1, 2, 3, 4), set in the process before the model is built; the same
-parameters). "After" is the committed defaults. Both run in this item, one after the other, on the same data:
+parameters), float32 training where "auto" mixed precision now trains in bfloat16 (`train.BF16_CPU_FLAGS`
+emptied in the process), and the quick preset's earlier 30 epochs. "After" is the committed defaults.
+Both run in this item, one after the other, on the same data:
 
-- the notebook's training cell with its committed settings: the quick preset (30 epochs) on 60
+- the notebook's training cell with its committed settings: the quick preset on 60
   augmented copies of each frame of the 90-frame sample session, through the calls the notebook makes
   (`dataset.datasets`, then `train.train`), in a fresh Python;
 - `make demo`: the real `facetracker demo` command in a fresh folder (sample data, split, 30 copies,
@@ -15,9 +17,9 @@ parameters). "After" is the committed defaults. Both run in this item, one after
   reports them.
 
 A full run takes about as long as both trainings twice. `BENCH_TRAIN_EPOCHS=N` (an environment
-variable, e.g. `BENCH_TRAIN_EPOCHS=5 make bench`) trains N epochs instead; the table then also gives
-the preset's 30 epochs projected as the measured time plus the missing epochs at the median time of the
-epochs after the first.
+variable, e.g. `BENCH_TRAIN_EPOCHS=5 make bench`) trains N epochs on both sides instead; the table then
+also gives each side's own epochs (30 before, the preset's now after) projected as the measured time plus
+the missing epochs at the median time of the epochs after the first.
 """
 
 import functools
@@ -39,7 +41,7 @@ SETTINGS = {True: {"per_image": 3, "epochs": 2, "demo": ["--frames", "40", "--pe
             False: {"per_image": NOTEBOOK_PER_IMAGE, "epochs": None, "demo": []}}
 CACHES = {"before (cache off)": "off", "after (defaults)": "auto"}
 EPOCHS_ENV = "BENCH_TRAIN_EPOCHS"
-PRESET_EPOCHS = 30
+BEFORE_EPOCHS = 30  # the quick preset's epochs before the speed work
 
 
 def epoch_timer():
@@ -60,8 +62,10 @@ def epoch_timer():
     return EpochTimer()
 
 
-# Run first in the "before" processes: the small backbone's layout before the strided stem.
-BEFORE_STEM = "import facetracker.model as m; m.SMALL_STEM_STRIDE = 1; m.SMALL_POOLED_BLOCKS = (1, 2, 3, 4); "
+# Run first in the "before" processes: the small backbone's layout before the strided stem, and no CPU
+# counted as having bfloat16 units, so that "auto" mixed precision trains in float32 as before.
+BEFORE_STEM = ("import facetracker.model as m; m.SMALL_STEM_STRIDE = 1; m.SMALL_POOLED_BLOCKS = (1, 2, 3, 4); "
+               "import facetracker.train as t; t.BF16_CPU_FLAGS = frozenset(); ")
 
 
 def stem_code(cache: str) -> str:
@@ -74,6 +78,13 @@ def environment_for(cache: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != ONEDNN}
     env.update({ONEDNN: BEFORE_ONEDNN[cache]} if BEFORE_ONEDNN[cache] else {})
     return env
+
+
+def side_epochs(cache: str) -> int:
+    """The epochs a full run trains on this side: 30 before, the quick preset's own after."""
+    from facetracker.train import PRESETS
+
+    return BEFORE_EPOCHS if cache == "off" else PRESETS["quick"].epochs
 
 
 def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict:
@@ -91,7 +102,8 @@ def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict
                          callbacks=[timer])
     seconds = time.perf_counter() - tick
     return {"seconds": seconds, "epochs": timer.seconds, "best_epoch": result.best_epoch,
-            "best": float(result.history[settings.monitor][result.best_epoch])}
+            "best": float(result.history[settings.monitor][result.best_epoch]),
+            "policy": train.training_policy(settings.mixed_precision) or "float32"}
 
 
 def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> dict:
@@ -128,9 +140,9 @@ def demo(root: Path, cache: str, epochs: int | None, extra: list[str]) -> dict:
             "onednn": env.get(ONEDNN, "the code's default")}
 
 
-def projected(train_seconds: float, epochs: list[float]) -> float:
-    """Training seconds for the preset's epochs: measured, plus the missing epochs at the later epochs' median."""
-    missing = PRESET_EPOCHS - len(epochs)
+def projected(train_seconds: float, epochs: list[float], target: int) -> float:
+    """Training seconds for `target` epochs: measured, plus the missing epochs at the later epochs' median."""
+    missing = target - len(epochs)
     if missing <= 0 or len(epochs) < 2:
         return train_seconds
     return train_seconds + missing * statistics.median(epochs[1:])
@@ -141,15 +153,18 @@ def run(quick: bool) -> dict:
     cfg = SETTINGS[quick]
     epochs = cfg["epochs"] if quick else (int(os.environ[EPOCHS_ENV]) if os.environ.get(EPOCHS_ENV) else None)
     notebook_root = augmented_session(cfg["per_image"], data_root() / "notebook")
+    before, after = CACHES
+    full = {label: side_epochs(cache) for label, cache in CACHES.items()}
+    # Unless told otherwise, each side trains its own epochs; after's None is the preset's, as a user runs it.
+    trained = {before: epochs or full[before], after: epochs}
     cells, demos = {}, {}
     for label, cache in CACHES.items():
-        cells[label] = notebook_process(notebook_root, cache, epochs, f"speedup-{cache}")
+        cells[label] = notebook_process(notebook_root, cache, trained[label], f"speedup-{cache}")
         log(f"notebook training cell, {label}: {cells[label]['seconds']:.0f} s")
     for label, cache in CACHES.items():
-        demos[label] = demo(data_root() / f"demo-{cache}", cache, epochs, cfg["demo"])
+        demos[label] = demo(data_root() / f"demo-{cache}", cache, trained[label], cfg["demo"])
         log(f"make demo, {label}: {demos[label]['stages'].get('total', 0):.0f} s")
-    short = epochs is not None and epochs < PRESET_EPOCHS
-    before, after = CACHES
+    short = epochs is not None and epochs < max(full.values())
     rows = []
     for what, runs, train_of in (
         ("notebook training cell", cells, lambda r: r["seconds"]),
@@ -159,15 +174,16 @@ def run(quick: bool) -> dict:
         b, a = train_of(runs[before]), train_of(runs[after])
         row = [what, f"{b:.0f}", f"{a:.0f}", f"{b / a:.2f}x"]
         if short:
-            extra_b = projected(b, runs[before]["epochs"]) - b
-            extra_a = projected(a, runs[after]["epochs"]) - a
-            row += [f"{b + extra_b:.0f}", f"{a + extra_a:.0f}"]
+            extra_b = projected(b, runs[before]["epochs"], full[before]) - b
+            extra_a = projected(a, runs[after]["epochs"], full[after]) - a
+            row += [f"{b + extra_b:.0f}", f"{a + extra_a:.0f}", f"{(b + extra_b) / (a + extra_a):.2f}x"]
         rows.append(row)
     columns = ["run", "before s", "after s", "speed-up"]
-    columns += [f"before s, {PRESET_EPOCHS} epochs projected", f"after s, {PRESET_EPOCHS} epochs projected"] \
-        if short else []
+    columns += [f"before s, {full[before]} epochs projected", f"after s, {full[after]} epochs projected",
+                "speed-up, projected"] if short else []
     source = "--quick" if quick else EPOCHS_ENV
-    trained = f"{epochs} epochs ({source})" if epochs else f"the preset's {PRESET_EPOCHS} epochs"
+    trained = (f"{epochs} epochs on both sides ({source})" if epochs else
+               f"{full[before]} epochs before, the preset's {full[after]} after")
     demo_size = " ".join(cfg["demo"]) or "its defaults"
     cell_after = cells[after]["seconds"]
     demo_after = demos[after]["stages"].get("total", 0.0)
@@ -176,7 +192,8 @@ def run(quick: bool) -> dict:
         "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame, "
                                f"the demo on {demo_size}; TF_ENABLE_ONEDNN_OPTS before: {cells[before]['onednn']}, "
                                f"after: {cells[after]['onednn']}; the small backbone's first convolution before: "
-                               "stride 1 then a 2x2 pool, after: stride 2:", "columns": columns, "rows": rows}],
+                               "stride 1 then a 2x2 pool, after: stride 2; training precision before: float32, after: "
+                               f"{cells[after]['policy']}:", "columns": columns, "rows": rows}],
         "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
                      f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "
                      f"{cells[after]['best_epoch'] + 1}) after (the preset's seed both times)."],

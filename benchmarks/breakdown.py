@@ -97,6 +97,13 @@ def decode_rate(root, count: int) -> float:
     return len(files) / (time.perf_counter() - tick)
 
 
+def precision() -> str:
+    """The dtype policy the quick preset trains under on this machine."""
+    from facetracker.train import resolve_preset, training_policy
+
+    return training_policy(resolve_preset("quick").mixed_precision) or "float32"
+
+
 def in_memory_rates(root, steps: int, rounds: int) -> dict:
     """Training images/s of the quick preset's model on batches held in memory, with and without EMA."""
     import numpy as np
@@ -126,13 +133,17 @@ def in_memory_rates(root, steps: int, rounds: int) -> dict:
 
 
 def batch_rates(steps: int, rounds: int) -> dict:
-    """In-memory images/s of the quick preset's model at batch 16 and 32 (one random batch, repeated), interleaved."""
+    """In-memory images/s of the quick preset's model at batch 16 and 32 (one random batch, repeated), interleaved.
+
+    In float32: without oneDNN a CPU's bfloat16 is emulated, so the kernels are compared at the one precision.
+    """
     import tensorflow as tf
 
     from facetracker.train import build_tracker, resolve_preset
 
     strategy = tf.distribute.get_strategy()
-    models = {b: build_tracker(resolve_preset("quick", batch_size=b), 120, 100, strategy) for b in (BATCH, 2 * BATCH)}
+    models = {b: build_tracker(resolve_preset("quick", batch_size=b, mixed_precision="off"), 120, 100, strategy)
+              for b in (BATCH, 2 * BATCH)}
     data = {b: synthetic(b) for b in models}
     for b, model in models.items():
         model.fit(data[b], epochs=1, steps_per_epoch=3, verbose=0)
@@ -214,7 +225,8 @@ def measure(quick: bool) -> dict:
     columns = ["part", "cache off (before)", "cache auto (after)"]
     return {
         "tables": [
-            {"caption": f"{n_train} training and {n_val} validation crops, batch {BATCH}; {cfg['rounds']} round(s) of "
+            {"caption": f"{n_train} training and {n_val} validation crops, batch {BATCH}, training in {precision()} "
+                        f"(`--mixed-precision auto` here); {cfg['rounds']} round(s) of "
                         f"{cfg['epochs']} epochs per setting; seconds per epoch (median of the epochs after the "
                         "first) and share of the epoch:", "columns": columns, "rows": epoch_rows},
             {"caption": "A training step split, ms per batch of 16 (later epochs):",
@@ -222,7 +234,8 @@ def measure(quick: bool) -> dict:
             {"caption": "Training images/s:", "columns": ["input", "training steps", "whole epochs (with validation "
                                                           "and callbacks)"], "rows": rate_rows},
             {"caption": "The quick preset's model in memory, images/s, with TensorFlow's oneDNN kernels off and on "
-                        "(TF_ENABLE_ONEDNN_OPTS; a fresh process each, alternating) and at batch 16 and 32:",
+                        "(TF_ENABLE_ONEDNN_OPTS; a fresh process each, alternating) and at batch 16 and 32, in float32 "
+                        "(without oneDNN, bfloat16 would be emulated):",
              "columns": ["oneDNN", f"batch {BATCH}", f"batch {2 * BATCH}"],
              "rows": [[name, *(fmt(r[str(b)], ".0f") for b in (BATCH, 2 * BATCH))] for name, r in onednn.items()]},
         ],

@@ -185,8 +185,10 @@ def tracker(backbone: str, batch: int, batches_per_epoch: int = 100, head_units:
     from facetracker.model import HEAD_UNITS
     from facetracker.train import TrainConfig, build_tracker
 
+    # mixed_precision "off": the caller's global dtype policy decides (the bf16 item sets it), not the CPU's units.
     config = TrainConfig(
-        backbone=backbone, weights="none", batch_size=batch, learning_rate=1e-4, head_units=head_units or HEAD_UNITS
+        backbone=backbone, weights="none", batch_size=batch, learning_rate=1e-4, head_units=head_units or HEAD_UNITS,
+        mixed_precision="off",
     )
     return build_tracker(config, 120, batches_per_epoch, tf.distribute.get_strategy())
 

@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="run folder below logs/train (default: a new exp<N>, or resume the latest)")
     sub.add_argument("--jit-compile", choices=config.SWITCHES, help="XLA; auto: on where a GPU is visible")
     sub.add_argument("--mixed-precision", choices=config.SWITCHES,
-                     help="float16 compute, float32 weights; auto: on where a GPU is visible")
+                     help="float16 (GPU) or bfloat16 (CPU) compute, float32 weights; auto: on where a GPU is "
+                          "visible or the CPU has bfloat16 units (AMX, AVX-512 BF16)")
     _add_cache(sub)
 
     sub = step("evaluate", _evaluate, "measure the model (and OpenCV's Haar cascade) on the test frames")

@@ -143,6 +143,32 @@ def grid_head(features: keras.KerasTensor) -> keras.KerasTensor:
     return GridBox(name="box")(cells)
 
 
+def float32_copy(model: keras.Model) -> keras.Model:
+    """`model` computing in float32 (same weights), or `model` itself when it already does.
+
+    Mixed precision is a training setting: a saved model that computed in bfloat16 or float16 would run
+    emulated, and slowly, on a CPU without such units, and LiteRT's converter would keep its casts.
+    """
+    config = model.get_config()
+    float32_config = _float32_policies(config)
+    if float32_config == config:
+        return model
+    copy = keras.Model.from_config(float32_config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _float32_policies(config: Any) -> Any:
+    """A layer config with every mixed dtype policy ("mixed_bfloat16", "mixed_float16") replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(config["config"]["name"]).startswith("mixed_"):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
 def predict_fn(model: keras.Model) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """A compiled per-frame predictor: `fn(images)` -> (score, box); much faster than `model.predict` per frame."""
     size = model.input_shape[1:]

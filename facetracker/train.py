@@ -69,6 +69,8 @@ RUN_FILE = "run.json"
 CURVES_FILE = "loss_curves.png"
 BEST_FILE = "best.keras"
 STRATEGIES = ("mirrored", "multiworker")
+# CPU flags of bfloat16 units: AMX (Intel Sapphire Rapids and later), AVX-512 BF16 (those and AMD Zen 4).
+BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 LR_RULES = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
 
 
@@ -92,8 +94,10 @@ class TrainConfig:
     # The validation loss whose lowest epoch is best.keras. "val_loss" is the total; the box loss alone
     # ("val_regress_loss") suits a model whose score loss rises once it is sure of the training faces.
     monitor: str = "val_loss"
-    # "auto" turns XLA and float16 compute on where a GPU is visible: both slow a CPU down.
+    # "auto" turns XLA on where a GPU is visible: it slows a CPU down.
     jit_compile: str = "auto"
+    # Mixed precision computes in float16 on a GPU and in bfloat16 on a CPU, with float32 weights; "auto" turns
+    # it on where a GPU is visible or the CPU has bfloat16 units (`training_policy`). Saved models compute in float32.
     mixed_precision: str = "auto"
     # 0: off. Otherwise stop once the monitored validation loss has not improved for this many epochs;
     # best.keras and the current model hold the best epoch's weights either way.
@@ -109,8 +113,9 @@ PRESETS = {
     # A CPU preset: a small CNN from scratch (with a grid box head) learns in minutes on 2 cores where VGG16
     # needs hours. The box loss counts faces only: the grid head has no reason to learn a box for "no face".
     # Its score loss on the few validation frames rises while its boxes still get better, so the box loss
-    # picks the best epoch.
-    "quick": TrainConfig(backbone="small", weights="none", epochs=30, batch_size=16, learning_rate=1e-3,
+    # picks the best epoch. 20 epochs, not 30: the last ten took a third of the time for a few thousandths
+    # of validation box loss (BENCHMARKS.md, the speed-up item).
+    "quick": TrainConfig(backbone="small", weights="none", epochs=20, batch_size=16, learning_rate=1e-3,
                          head_units=512, masked=True, ema_momentum=0.99, monitor="val_regress_loss"),
 }
 
@@ -162,6 +167,30 @@ def gpu_visible() -> bool:
 def switched_on(value: str) -> bool:
     """An "auto" | "on" | "off" setting as a bool: auto is on where a GPU is visible."""
     return value == "on" or (value == "auto" and gpu_visible())
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags as Linux lists them; empty where there is no such file (macOS, Windows)."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+
+
+def training_policy(mixed_precision: str) -> str | None:
+    """The Keras dtype policy a `mixed_precision` setting trains under; None keeps the global one.
+
+    float16 on a GPU. On a CPU, bfloat16: its matrix units (AMX, AVX-512 BF16) do the convolutions' products
+    in it, while without them TensorFlow emulates it, slower than float32, so "auto" leaves such a CPU alone.
+    """
+    if mixed_precision == "off":
+        return None
+    if gpu_visible():
+        return "mixed_float16"
+    if mixed_precision == "on" or BF16_CPU_FLAGS & cpu_flags():
+        return "mixed_bfloat16"
+    return None
 
 
 class FaceTracker(keras.Model):
@@ -370,6 +399,7 @@ class SaveBest(keras.callbacks.Callback):
         super().__init__()
         self.path, self.best, self.ema, self.monitor = path, best, ema, monitor
         self.patience, self.best_epoch = patience, best_epoch
+        self._float32: keras.Model | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -384,10 +414,20 @@ class SaveBest(keras.callbacks.Callback):
             if self.ema is not None:
                 self.ema.on_test_begin()  # the average in, as for validation
             try:
-                publish(self.path, self.model.detector.save)  # a kill mid-save never leaves a broken model
+                publish(self.path, self._float32_detector().save)  # a kill mid-save never leaves a broken model
             finally:
                 if self.ema is not None:
                     self.ema.on_test_end()
+
+
+    def _float32_detector(self) -> keras.Model:
+        """The detector as it is saved: computing in float32 (`model.float32_copy`), with its current weights."""
+        detector = self.model.detector
+        if self._float32 is None:
+            self._float32 = models.float32_copy(detector)
+        elif self._float32 is not detector:
+            self._float32.set_weights(detector.get_weights())
+        return self._float32
 
 
 class WholeFileBackup(keras.callbacks.BackupAndRestore):
@@ -496,11 +536,11 @@ def build_tracker(config: TrainConfig, input_size: int, batches_per_epoch: int,
                   strategy: tf.distribute.Strategy, recipe: Recipe = Recipe()) -> keras.Model:
     """Build, compile and call (so it is built) the training wrapper under `strategy`.
 
-    With mixed precision on, layers compute in float16 and keep float32 weights; the tracker's
-    optimizer then scales the loss (Keras wraps it in a LossScaleOptimizer).
+    With mixed precision on (`training_policy`), layers compute in float16 or bfloat16 and keep float32
+    weights; under float16 the tracker's optimizer also scales the loss (Keras wraps it in a LossScaleOptimizer).
     """
     policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16" if switched_on(config.mixed_precision) else policy)
+    keras.config.set_dtype_policy(training_policy(config.mixed_precision) or policy)
     try:
         with strategy.scope():
             detector = recipe.build_model(config.backbone, input_size, config.weights, config.head_units)

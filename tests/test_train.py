@@ -20,11 +20,13 @@ from facetracker.train import (
     SaveBest,
     WholeFileBackup,
     build_tracker,
+    cpu_flags,
     make_strategy,
     read_backup_epoch,
     read_history_rows,
     resolve_preset,
     train,
+    training_policy,
 )
 
 SIZE = 32
@@ -107,7 +109,9 @@ def test_loss_falls_on_a_fixed_batch(masked: bool) -> None:
 @pytest.mark.slow
 def test_train_saves_best_model_curves_and_logs(tmp_path: Path) -> None:
     paths, val_ds = Paths(tmp_path), dataset(16, seed=1)
-    result = train(paths, dataset(32), val_ds, epochs=2, callbacks=[WorseBeforeValidation(epoch=1)], **TOTAL)
+    # float32, as on a CPU without bfloat16 units: the saved model's validation loss is checked exactly below.
+    result = train(paths, dataset(32), val_ds, epochs=2, callbacks=[WorseBeforeValidation(epoch=1)],
+                   mixed_precision="off", **TOTAL)
     assert set(result.history) == {"loss", "class_loss", "regress_loss", "val_loss", "val_class_loss",
                                    "val_regress_loss"}
     assert all(len(v) == 2 for v in result.history.values())
@@ -139,7 +143,10 @@ class LastWeights(keras.callbacks.Callback):
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
 def test_with_ema_the_best_model_is_the_average_it_was_validated_on(tmp_path: Path, ema_momentum: float) -> None:
     paths, val_ds, last = Paths(tmp_path), dataset(16, seed=1), LastWeights()
-    result = train(paths, dataset(32), val_ds, epochs=1, callbacks=[last], **{**QUICK, "ema_momentum": ema_momentum})
+    # float32 throughout, as on a CPU without bfloat16 units: bfloat16 validation would differ from the saved
+    # float32 model by its rounding, and the check below is exact.
+    result = train(paths, dataset(32), val_ds, epochs=1, callbacks=[last], mixed_precision="off",
+                   **{**QUICK, "ema_momentum": ema_momentum})
     saved = keras.saving.load_model(result.model_path, safe_mode=True)
     same = [np.array_equal(a, b) for a, b in zip(saved.get_weights(), last.weights, strict=True)]
     assert all(same) if ema_momentum == 0 else not all(same)
@@ -483,17 +490,59 @@ def test_gpu_settings_are_off_on_a_cpu_and_can_be_forced() -> None:
         resolve_preset("quick", jit_compile="yes")
 
 
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "amx_bf16"}
+    assert cpu_flags(tmp_path / "missing") == set()
+
+
+@pytest.mark.parametrize(("flags", "setting", "policy"), [
+    ({"avx2", "amx_bf16"}, "auto", "mixed_bfloat16"),
+    ({"avx2", "avx512_bf16"}, "auto", "mixed_bfloat16"),
+    ({"avx2", "avx512f"}, "auto", None),
+    ({"avx2"}, "on", "mixed_bfloat16"),
+    ({"amx_bf16"}, "off", None),
+])
+def test_mixed_precision_on_a_cpu_is_bfloat16_where_it_has_bfloat16_units(
+        monkeypatch: pytest.MonkeyPatch, flags: set[str], setting: str, policy: str | None) -> None:
+    import facetracker.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_flags", lambda: flags)
+    assert training_policy(setting) == policy
+
+
 @pytest.mark.slow
-def test_mixed_precision_and_xla_when_switched_on() -> None:
+def test_mixed_precision_and_xla_when_switched_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import facetracker.train as train_module
+
     config = resolve_preset("quick", head_units=16, mixed_precision="on", jit_compile="on")
     tracker = build_tracker(config, SIZE, 2, make_strategy(None))
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
-    assert tracker.detector.get_layer("score").dtype_policy.name == "mixed_float16"
-    assert isinstance(tracker.optimizer, keras.optimizers.LossScaleOptimizer) and tracker.jit_compile
+    assert tracker.detector.get_layer("score").dtype_policy.name == "mixed_bfloat16"  # a CPU's half precision
+    assert not isinstance(tracker.optimizer, keras.optimizers.LossScaleOptimizer) and tracker.jit_compile
     history = tracker.fit(dataset(16), epochs=2, verbose=0).history
     assert all(math.isfinite(v) for v in history["loss"]) and history["loss"][-1] < history["loss"][0]
+    monkeypatch.setattr(train_module, "cpu_flags", lambda: {"avx2"})  # auto: a CPU without bfloat16 units
     off = build_tracker(resolve_preset("quick", head_units=16), SIZE, 2, make_strategy(None))
     assert off.detector.get_layer("score").dtype_policy.name == "float32" and not off.jit_compile
+
+
+@pytest.mark.slow
+def test_a_model_trained_in_mixed_precision_is_saved_computing_in_float32(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    result = train(paths, dataset(32), dataset(16, seed=1), epochs=1, mixed_precision="on", **QUICK)
+    saved = keras.saving.load_model(result.model_path, safe_mode=True)
+    policies = {layer.dtype_policy.name for layer in saved.get_layer("small").layers + saved.layers}
+    assert policies == {"float32"}
+    # The saved model computes what the trained one does, up to bfloat16's rounding.
+    images = synthetic(8, seed=2)[0]
+    trained = build_tracker(resolve_preset("quick", head_units=16, mixed_precision="on"), SIZE, 1,
+                            make_strategy(None)).detector
+    trained.set_weights(saved.get_weights())
+    assert trained.get_layer("small").get_layer("conv2").dtype_policy.name == "mixed_bfloat16"
+    for ours, theirs in zip(saved(images), trained(images), strict=True):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs, np.float32), atol=0.05)
 
 
 @pytest.mark.slow
