@@ -182,7 +182,7 @@ def load_keras_model(path: Path) -> object:
     """
     import keras
 
-    import facetracker.model  # noqa: F401 - registers the layers of our models (GridBox) for safe mode
+    import facetracker.model  # registers the layers of our models (GridBox) for safe mode
 
     if not zipfile.is_zipfile(path):
         raise FaceTrackerError(f"model {path} cannot be loaded: not a .keras file (not a zip archive); "
@@ -195,6 +195,9 @@ def load_keras_model(path: Path) -> object:
             reason = "it contains a Lambda layer (Python code), which safe mode refuses to load"
         raise FaceTrackerError(f"model {path} cannot be loaded ({reason}); retrain it with facetracker train "
                                "or re-save it without custom Python code.") from error
+    # A model saved straight from mixed-precision training (yours, or an older facetracker's) computes in float32
+    # here: LiteRT cannot convert bfloat16 ops, and a CPU without such units would emulate them.
+    model = facetracker.model.float32_copy(model)
     shape = tuple(getattr(model, "input_shape", ()) or ())
     if len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[1] != shape[2]:
         raise FaceTrackerError(f"model {path} takes inputs of shape {shape}; a detector takes square RGB images "

@@ -161,3 +161,18 @@ def test_mobilenetv2_preprocessing_matches_keras_preprocess_input() -> None:
     np.testing.assert_allclose(np.asarray(fed(x)), theirs, atol=1e-5)
     assert np.asarray(fed(np.zeros((1, SIZE, SIZE, 3), np.float32))).max() == -1.0
     assert np.asarray(fed(np.ones((1, SIZE, SIZE, 3), np.float32))).min() == 1.0
+
+
+def test_a_model_saved_in_mixed_precision_loads_computing_in_float32(tmp_path: Path) -> None:
+    from facetracker.inference import load_keras_model
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_model("small", input_size=SIZE, weights="none", head_units=16)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    mixed.save(tmp_path / "mixed.keras")
+    loaded = load_keras_model(tmp_path / "mixed.keras")
+    assert {layer.dtype_policy.name for layer in loaded.get_layer("small").layers + loaded.layers} == {"float32"}
+    for ours, theirs in zip(loaded(images()), mixed(images()), strict=True):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs, np.float32), atol=0.05)

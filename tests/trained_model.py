@@ -19,6 +19,7 @@ from facetracker.config import Paths
 from facetracker.fileio import read_image
 from facetracker.geometry import NO_BOX
 from facetracker.inference import frame_to_input
+from facetracker.model import float32_copy
 from facetracker.train import build_tracker, resolve_preset
 
 EPOCHS = 15  # 20 frames, batch 8: 45 steps
@@ -35,7 +36,7 @@ def train_small_model(sample_root: Path, path: Path) -> Path:
     tracker = build_tracker(config, 120, len(dataset), tf.distribute.get_strategy())
     tracker.fit(dataset, epochs=EPOCHS, verbose=0, shuffle=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tracker.detector.save(path)
+    float32_copy(tracker.detector).save(path)  # as train's SaveBest saves it, whatever the training precision
     return path
 
 
