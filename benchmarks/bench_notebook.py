@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import nbformat
-from common import REPO, data_root, log
+from common import REPO, data_root, log, quick_preset
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -52,13 +52,6 @@ def run_all(root: Path, quick: bool) -> tuple[float, list[tuple[str, float, list
     return time.perf_counter() - start, cells
 
 
-def preset_epochs() -> int:
-    """The quick preset's epochs, which the notebook trains (its EPOCHS = None)."""
-    from facetracker.train import PRESETS
-
-    return PRESETS["quick"].epochs
-
-
 def run(quick: bool) -> dict:
     root = data_root() / "notebook-run-all"
     root.mkdir(parents=True, exist_ok=True)
@@ -66,8 +59,9 @@ def run(quick: bool) -> dict:
     training = sum(seconds for _, seconds, tags in cells if "train" in tags)
     rows = [[line, f"{seconds:.1f}"] for line, seconds, _ in cells if seconds >= 1.0]
     rows.append(["Run All (kernel start included)", f"{total:.0f}"])
+    epochs = quick_preset().epochs  # the notebook's EPOCHS = None: the preset's
     settings = "the lowered size knobs of `--quick` (24 frames, 3 copies, 1 epoch)" if quick else \
-        f"the committed settings (90 sample frames, 60 copies per frame, the quick preset's {preset_epochs()} epochs)"
+        f"the committed settings (90 sample frames, 60 copies per frame, the quick preset's {epochs} epochs)"
     return {
         "title": "Run All of the notebook",
         "tables": [{"caption": f"Seconds per cell, with {settings}; cells under a second left out:",

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import augmented_session, data_root, log
+from common import augmented_session, data_root, log, quick_preset, training_precision
 
 NOTEBOOK_PER_IMAGE = 60  # the notebook's PER_IMAGE
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
@@ -82,9 +82,7 @@ def environment_for(cache: str) -> dict[str, str]:
 
 def side_epochs(cache: str) -> int:
     """The epochs a full run trains on this side: 30 before, the quick preset's own after."""
-    from facetracker.train import PRESETS
-
-    return BEFORE_EPOCHS if cache == "off" else PRESETS["quick"].epochs
+    return BEFORE_EPOCHS if cache == "off" else quick_preset().epochs
 
 
 def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict:
@@ -103,7 +101,7 @@ def notebook_cell(root: Path, cache: str, epochs: int | None, name: str) -> dict
     seconds = time.perf_counter() - tick
     return {"seconds": seconds, "epochs": timer.seconds, "best_epoch": result.best_epoch,
             "best": float(result.history[settings.monitor][result.best_epoch]),
-            "policy": train.training_policy(settings.mixed_precision) or "float32"}
+            "policy": training_precision(settings)}
 
 
 def notebook_process(root: Path, cache: str, epochs: int | None, name: str) -> dict:

@@ -11,7 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-from common import BATCH, augmented_session, fit_rate, fmt, log, stats, synthetic
+from common import (
+    BATCH,
+    augmented_session,
+    fit_rate,
+    fmt,
+    log,
+    quick_preset,
+    stats,
+    synthetic,
+    training_precision,
+)
 
 SETTINGS = {True: {"rounds": 1, "epochs": 2, "per_image": 8, "steps": 15},
             False: {"rounds": 2, "epochs": 4, "per_image": 15, "steps": 40}}
@@ -95,13 +105,6 @@ def decode_rate(root, count: int) -> float:
     for _ in files:
         next(iterator)
     return len(files) / (time.perf_counter() - tick)
-
-
-def precision() -> str:
-    """The dtype policy the quick preset trains under on this machine."""
-    from facetracker.train import resolve_preset, training_policy
-
-    return training_policy(resolve_preset("quick").mixed_precision) or "float32"
 
 
 def in_memory_rates(root, steps: int, rounds: int) -> dict:
@@ -223,9 +226,10 @@ def measure(quick: bool) -> dict:
           for c in CACHES],
     ]
     columns = ["part", "cache off (before)", "cache auto (after)"]
+    precision = training_precision(quick_preset())
     return {
         "tables": [
-            {"caption": f"{n_train} training and {n_val} validation crops, batch {BATCH}, training in {precision()} "
+            {"caption": f"{n_train} training and {n_val} validation crops, batch {BATCH}, training in {precision} "
                         f"(`--mixed-precision auto` here); {cfg['rounds']} round(s) of "
                         f"{cfg['epochs']} epochs per setting; seconds per epoch (median of the epochs after the "
                         "first) and share of the epoch:", "columns": columns, "rows": epoch_rows},

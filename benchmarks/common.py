@@ -178,6 +178,20 @@ def synthetic(batch: int, size: int = 120):
     return tf.data.Dataset.from_tensors((x, (cls, box))).repeat()
 
 
+def quick_preset():
+    """The quick preset's TrainConfig, as `facetracker train --preset quick` resolves it."""
+    from facetracker.train import resolve_preset
+
+    return resolve_preset("quick")
+
+
+def training_precision(config) -> str:
+    """The dtype policy a TrainConfig trains under on this machine ("float32" without mixed precision)."""
+    from facetracker.train import training_policy
+
+    return training_policy(config.mixed_precision) or "float32"
+
+
 def tracker(backbone: str, batch: int, batches_per_epoch: int = 100, head_units: int | None = None):
     """The package's training wrapper around an untrained (weights="none") model of `backbone`."""
     import tensorflow as tf
