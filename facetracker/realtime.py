@@ -102,8 +102,8 @@ class Recorder:
 
     From a video file every frame is written once, at the file's frame rate: an annotated copy.
     From a live source (camera, URL) the video has a constant rate, `fps` up to LIVE_RECORDING_FPS, and
-    each frame is repeated until the next one arrives, so the clip lasts as long as the run, however slow
-    the model is.
+    each frame is repeated until the next one arrives (or left out when the next one arrives first), so the
+    clip lasts as long as the run, however slow or fast the model is.
     """
 
     def __init__(self, path: Path, fps: float, live: bool, start: float):
@@ -120,10 +120,12 @@ class Recorder:
                 self.writer = open_video_writer(self.path, self.fps, frame.shape[1], frame.shape[0])
             except FaceTrackerError as error:
                 raise FaceTrackerError(f"--output {error}") from error
-        due = max(int(np.ceil((now - self.start) * self.fps)), self.written + 1) if self.live else self.written + 1
+        # Live: the clip's frames due by now; a frame that arrives before the next is due is left out, so a
+        # model faster than the clip's rate does not stretch the clip past the run.
+        due = int(np.ceil((now - self.start) * self.fps)) if self.live else self.written + 1
         for _ in range(due - self.written):
             self.writer.write(frame)
-        self.written = due
+        self.written = max(due, self.written)
 
     def close(self) -> None:
         """Finish the file."""

@@ -12,7 +12,7 @@ from facetracker.capture import want_preview
 from facetracker.errors import FaceTrackerError
 from facetracker.inference import Detection, Detector, dequantize_output, frame_to_input, quantize_input
 from facetracker.model import build_model
-from facetracker.realtime import BOX_COLOR, FrameRate, detect, draw_detection, read_frame
+from facetracker.realtime import BOX_COLOR, FrameRate, Recorder, detect, draw_detection, read_frame
 
 
 def read_all(path: Path) -> list[np.ndarray]:
@@ -191,6 +191,16 @@ def test_live_recording_lasts_as_long_as_the_run(tmp_path):
     assert summary.frames == 30 and fps == pytest.approx(30.0)
     assert summary.seconds > 2 * summary.frames / 240  # the model is slower than the stream, or this proves nothing
     assert duration == pytest.approx(summary.seconds, rel=0.1)
+
+
+def test_a_live_clip_is_as_long_as_the_run_when_frames_come_faster_than_its_rate(tmp_path):
+    """100 frames in one second of a live 240 fps stream: the 30 fps clip holds 30 frames, one second."""
+    recorder = Recorder(tmp_path / "live.avi", fps=240, live=True, start=0.0)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    for i in range(1, 101):
+        recorder.write(frame, now=i / 100)
+    recorder.close()
+    assert recorder.fps == 30 and len(read_all(tmp_path / "live.avi")) == 30
 
 
 def test_no_display_without_a_screen(monkeypatch):
