@@ -11,10 +11,11 @@ from scratch learn nothing in a CPU-sized run): for VGG16 and MobileNetV2, with 
 table reports instead how far each export agrees with its own float32 model (the share of equal
 face/no-face decisions at 0.5 and the mean IoU of the two boxes) and leaves AP blank.
 
-The small backbone's `int8` keeps its grid box head (the last convolution and the softmax-weighted
-merge of the cells' proposals) in float32 (`export.int8_keeping_float`). The row "int8, grid head
-in int8 too" is the plain full-integer conversion, every op quantized, as the export made it before:
-the difference between the two rows is what quantizing the grid head's merge costs.
+`int8` keeps a few layers in float32 (`export.int8_keeping_float`): the ops that give the outputs
+(an int8 sigmoid tops out at 255/256, so every confident score would tie at 0.996) and the small
+backbone's grid box head (the last convolution and the softmax-weighted merge of the cells'
+proposals). The row "int8, every op in int8" is the plain full-integer conversion, as the export
+made it before: the difference between the two rows is what keeping those layers in float buys.
 """
 
 import time
@@ -30,7 +31,7 @@ SETTINGS = {
 }
 TUTORIAL = "tutorial per-frame model.predict"
 KERAS = "Keras float32 (Detector, tf.function)"
-EVERY_OP_INT8 = "TFLite int8, grid head in int8 too"
+EVERY_OP_INT8 = "TFLite int8, every op in int8"
 AP_MARGIN = 0.02  # the target: a quantized model's AP@0.5 within this of float32
 
 
@@ -66,7 +67,7 @@ def model_file(backbone: str, root: Path, epochs: int) -> tuple[Path, bool]:
 
 
 def every_op_int8(keras_path: Path, root: Path, representative) -> tuple:
-    """The plain full-integer export (every op quantized, the grid head's merge too): its Detector and file size."""
+    """The plain full-integer export (every op quantized, outputs and grid head too): its Detector and file size."""
     from facetracker.export import converter_options, load_keras
     from facetracker.realtime import Detector
 

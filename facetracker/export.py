@@ -12,10 +12,14 @@
   - `float16`: float16 weights (half the file), float32 arithmetic;
   - `dynamic`: int8 weights, activations quantized on the fly;
   - `int8`: full-integer weights and activations, calibrated on a representative set of training
-    images (`calibration_images`); the file keeps float32 inputs and outputs. The small backbone's grid
-    box head (its last convolution and `model.GridBox`, which merges the cells' proposals) stays float32
-    (`int8_keeping_float`): in int8 each of the merge's chained element-wise ops rounds to its own
-    scale, and the boxes drift.
+    images (`calibration_images`); the file keeps float32 inputs and outputs. A few layers stay float32
+    (`int8_keeping_float`):
+    - the layers that give the outputs, the score's and the box's last Dense and sigmoid: an int8
+      sigmoid's largest value is 255/256, so every score above 0.996 would tie, and a confident false
+      box would rank level with the true faces;
+    - the small backbone's grid box head (its last convolution and `model.GridBox`, which merges the
+      cells' proposals): in int8 each of the merge's chained element-wise ops rounds to its own scale,
+      and the boxes drift.
 
 `check_export` runs the exported model and the Keras model on the same inputs (real images when
 there are any). Float exports are judged by their largest output difference; `dynamic` and `int8`
@@ -150,7 +154,9 @@ def export_model(
         if fmt == "savedmodel":
             model.export(str(target), format="tf_saved_model", verbose=False)
         else:
-            if not (quantize == "int8" and int8_keeping_float(model, target, representative)):
+            if quantize == "int8":
+                int8_keeping_float(model, target, representative)
+            else:
                 model.export(str(target), format="litert", verbose=False, input_signature=[one_frame_spec(model)],
                              **converter_options(quantize, representative))
     return target
@@ -163,24 +169,28 @@ def one_frame_spec(model) -> object:
     return keras.InputSpec(shape=(1, *model.input_shape[1:]), dtype="float32")
 
 
-def int8_keeping_float(model, target: Path, representative: np.ndarray) -> bool:
-    """Write an int8 .tflite of `model` whose GridBox layers (and their input convolution) stay float32.
+def float_layers(model) -> list[str]:
+    """The names of the layers an int8 export keeps in float32: the output layers, and each GridBox's input."""
+    from facetracker.model import GridBox
 
-    Returns False, having written nothing, for a model without a GridBox layer.
+    outputs = [tensor._keras_history.operation for tensor in model.outputs]
+    # A GridBox's softmax magnifies the rounding of the cells' logits that its input convolution gives it.
+    grid_inputs = [layer.input._keras_history.operation for layer in outputs if isinstance(layer, GridBox)]
+    return [layer.name for layer in (*outputs, *grid_inputs)]
+
+
+def int8_keeping_float(model, target: Path, representative: np.ndarray) -> None:
+    """Write an int8 .tflite of `model` whose `float_layers` stay float32.
 
     TensorFlow's quantization debugger is the converter's way to leave chosen nodes unquantized: a first
     pass lists the nodes (their names carry the layer's), a second converts without those.
     """
     import tensorflow as tf
 
-    from facetracker.model import GridBox
-
-    merges = [layer for layer in model.layers if isinstance(layer, GridBox)]
-    if not merges:
-        return False
-    # The merge and the convolution that gives it the cells' logits: the softmax magnifies their rounding.
-    names = [name for layer in merges for name in (layer.name, layer.input._keras_history.operation.name)]
-    inside = re.compile("|".join(rf"(^|/){re.escape(name)}(_\d+)?/" for name in names))
+    # A node is named after its layer's scope, but for the model's outputs: those are named after the
+    # serving call's outputs ("StatefulPartitionedCall_1:0"), with no scope.
+    inside = re.compile("|".join([*(rf"(^|/){re.escape(name)}(_\d+)?/" for name in float_layers(model)),
+                                  r"^[^/]+:\d+$"]))
     samples = converter_options("int8", representative)["representative_dataset"]
     with tempfile.TemporaryDirectory() as folder:
         model.export(folder, format="tf_saved_model", verbose=False, input_signature=[one_frame_spec(model)])
@@ -204,7 +214,6 @@ def int8_keeping_float(model, target: Path, representative: np.ndarray) -> bool:
             converter=converter(), debug_dataset=samples,
             debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep))
         target.write_bytes(debugger.get_nondebug_quantized_model())
-    return True
 
 
 @contextlib.contextmanager

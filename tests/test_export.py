@@ -164,12 +164,37 @@ def op_types(tflite: Path) -> dict[str, set[str]]:
     return found
 
 
+@pytest.fixture(scope="module")
+def int8_file(model_file, frames, tmp_path_factory) -> Path:
+    return export_model(model_file, "tflite", tmp_path_factory.mktemp("int8"), quantize="int8", representative=frames)
+
+
 @pytest.mark.slow
-def test_int8_keeps_the_grid_heads_merge_in_float(model_file, frames, tmp_path):
-    """The backbone runs in int8; the softmax-weighted merge of the grid cells (and their logits) in float32."""
-    ops = op_types(export_model(model_file, "tflite", tmp_path, quantize="int8", representative=frames))
+def test_int8_keeps_the_grid_heads_merge_and_the_outputs_in_float(int8_file):
+    """The backbone runs in int8; the softmax-weighted merge of the grid cells (and their logits), the sigmoids
+    and the ops that give the outputs in float32."""
+    ops = op_types(int8_file)
     assert ops["CONV_2D"] >= {"int8"} and ops["MAX_POOL_2D"] == {"int8"}
     assert ops["SOFTMAX"] == {"float32"} and ops["SUM"] == {"float32"}
+    assert ops["LOGISTIC"] == {"float32"} and ops["PACK"] == {"float32"}
+
+
+@pytest.mark.slow
+def test_int8_scores_of_confident_faces_do_not_tie_at_255_of_256(model_file, frames, tmp_path):
+    """An int8 sigmoid's largest value is 255/256: every confident face would score 0.996, level with a
+    confident false box, and AP would fall. The session's model is not that sure of itself after a few
+    steps, so its score layer's logits are spread out (x10, +8) to make one that is."""
+    model = keras.saving.load_model(model_file)
+    kernel, bias = model.get_layer("score").get_weights()
+    model.get_layer("score").set_weights([kernel * 10, bias + 8])
+    model.save(tmp_path / "confident.keras")
+    int8 = export_model(tmp_path / "confident.keras", "tflite", tmp_path, quantize="int8", representative=frames)
+    keras_scores, _ = Detector.load(tmp_path / "confident.keras").predict(frames)
+    int8_scores, _ = Detector.load(int8).predict(frames)
+    confident = keras_scores > 0.999
+    assert confident.sum() >= 2, keras_scores
+    assert np.all(int8_scores[confident] > 255 / 256), int8_scores[confident]
+    assert len(np.unique(int8_scores[confident])) > 1
 
 
 @pytest.mark.slow
