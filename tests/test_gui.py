@@ -31,6 +31,33 @@ WINDOW_TIMEOUT_S = 90  # starting TensorFlow or labelme on a busy 2-core machine
 DETECT_FRAMES = 2000  # about 8 s of detect at 240 frames/s: time to find the window, screenshot it, press q
 
 
+# Each pytest-xdist worker starts its X servers at display numbers of its own. With -displayfd both took the
+# lowest free number, so one could start on the number of the other's server while that one still shut down;
+# CI once saw a detect window that could not connect to its display (":0") that way.
+DISPLAY_BASE = 100
+DISPLAYS_PER_WORKER = 20
+XVFB_START_S = 30
+
+
+def display_numbers() -> range:
+    """This xdist worker's display numbers (gw0: 100-119, gw1: 120-139, ...; without xdist, gw0's)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = DISPLAY_BASE + DISPLAYS_PER_WORKER * int(worker or 0)
+    return range(base, base + DISPLAYS_PER_WORKER)
+
+
+def serves_display(server: subprocess.Popen, number: int, env: dict[str, str]) -> bool:
+    """Whether `server` (just started on `number`) owns that display and accepts clients, within XVFB_START_S."""
+    deadline = time.monotonic() + XVFB_START_S
+    lock = Path(f"/tmp/.X{number}-lock")  # the X server's lock holds its PID: another server's does not count
+    while server.poll() is None and time.monotonic() < deadline:
+        owner = lock.read_text().strip() if lock.is_file() else ""
+        if owner == str(server.pid) and xdotool(env, "getdisplaygeometry"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 @pytest.fixture
 def x_env() -> Iterator[dict[str, str]]:
     """The environment of a fresh Xvfb display (DISPLAY set); the server stops after the test."""
@@ -40,18 +67,19 @@ def x_env() -> Iterator[dict[str, str]]:
         if os.environ.get("CI"):
             pytest.fail(reason + " (.ci/run installs them)")
         pytest.skip(reason)
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    number = server.stdout.readline().strip()  # Xvfb writes it once it accepts clients
     env = {key: value for key, value in os.environ.items() if key not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    env["DISPLAY"] = f":{number}"
-    deadline = time.monotonic() + 30
-    while not xdotool(env, "getdisplaygeometry") and time.monotonic() < deadline:  # accepts clients?
-        time.sleep(0.1)
+    tried = []
+    for number in display_numbers():
+        server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env["DISPLAY"] = f":{number}"
+        if serves_display(server, number, env):
+            break
+        tried.append(f":{number} ({'exited ' + str(server.returncode) if server.poll() is not None else 'no answer'})")
+        server.kill()
+        server.wait(timeout=30)
+    else:
+        pytest.fail(f"no Xvfb display accepted clients: {', '.join(tried)}")
     try:
         yield env
     finally:
