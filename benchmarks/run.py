@@ -60,7 +60,7 @@ def code_version() -> dict:
     from facetracker import __version__
 
     commit = git("rev-parse", "--short=12", "HEAD")
-    # benchmarks/results.json, BENCHMARKS.md and docs/web.png are this harness's own output: they do not make the code dirty.
+    # results.json, BENCHMARKS.md and docs/web.png are this harness's own output: they do not make the code dirty.
     changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
                if not line.endswith(("benchmarks/results.json", "BENCHMARKS.md", "docs/web.png"))]
     return {"commit": commit or "unknown", "dirty": bool(changed), "version": __version__}
