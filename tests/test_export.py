@@ -164,16 +164,11 @@ def op_types(tflite: Path) -> dict[str, set[str]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def int8_file(model_file, frames, tmp_path_factory) -> Path:
-    return export_model(model_file, "tflite", tmp_path_factory.mktemp("int8"), quantize="int8", representative=frames)
-
-
 @pytest.mark.slow
-def test_int8_keeps_the_grid_heads_merge_and_the_outputs_in_float(int8_file):
+def test_int8_keeps_the_grid_heads_merge_and_the_outputs_in_float(model_file, frames, tmp_path):
     """The backbone runs in int8; the softmax-weighted merge of the grid cells (and their logits), the sigmoids
     and the ops that give the outputs in float32."""
-    ops = op_types(int8_file)
+    ops = op_types(export_model(model_file, "tflite", tmp_path, quantize="int8", representative=frames))
     assert ops["CONV_2D"] >= {"int8"} and ops["MAX_POOL_2D"] == {"int8"}
     assert ops["SOFTMAX"] == {"float32"} and ops["SUM"] == {"float32"}
     assert ops["LOGISTIC"] == {"float32"} and ops["PACK"] == {"float32"}

@@ -58,6 +58,12 @@ def serves_display(server: subprocess.Popen, number: int, env: dict[str, str]) -
     return False
 
 
+def x_display_env(display: str) -> dict[str, str]:
+    """This process's environment with DISPLAY set to `display`, and nothing that would pick another platform."""
+    env = {key: value for key, value in os.environ.items() if key not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    return {**env, "DISPLAY": display}
+
+
 @pytest.fixture
 def x_env() -> Iterator[dict[str, str]]:
     """The environment of a fresh Xvfb display (DISPLAY set); the server stops after the test."""
@@ -67,12 +73,11 @@ def x_env() -> Iterator[dict[str, str]]:
         if os.environ.get("CI"):
             pytest.fail(reason + " (.ci/run installs them)")
         pytest.skip(reason)
-    env = {key: value for key, value in os.environ.items() if key not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     tried = []
     for number in display_numbers():
         server = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        env["DISPLAY"] = f":{number}"
+        env = x_display_env(f":{number}")
         if serves_display(server, number, env):
             break
         tried.append(f":{number} ({'exited ' + str(server.returncode) if server.poll() is not None else 'no answer'})")
@@ -259,8 +264,7 @@ def test_detect_window_shows_the_video_and_q_quits(x_env: dict[str, str], tmp_pa
 
 def test_a_window_that_cannot_open_is_one_clear_error(tmp_path: Path, small_model: Path) -> None:
     video = write_sample_video(tmp_path / "camera.mp4", frames=10, fps=15)
-    env = {key: value for key, value in os.environ.items() if key not in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    env["DISPLAY"] = ":97"  # set, but no X server there
+    env = x_display_env(":97")  # set, but no X server there
     done = subprocess.run([*facetracker_command(), "detect", "--source", str(video), "--model", str(small_model)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
