@@ -5,8 +5,10 @@ JPEG crop, as before the cache), TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's oneDNN ke
 default on CPUs without AVX-512 VNNI, bf16 or AMX, which the code kept before it turned them on),
 the small backbone's earlier stem (a stride-1 first convolution, pooled after it: `model.SMALL_STEM_STRIDE`
 1 and `SMALL_POOLED_BLOCKS` (1, 2, 3, 4), set in the process before the model is built; the same
-parameters), float32 training where "auto" mixed precision now trains in bfloat16 (`train.BF16_CPU_FLAGS`
-emptied in the process), and the quick preset's earlier 30 epochs. "After" is the committed defaults.
+parameters), Keras' own BatchNormalization in the small backbone where it now trains through TensorFlow's
+fused kernel (`model.SMALL_BATCH_NORM`), float32 training where "auto" mixed precision now trains in
+bfloat16 (`train.BF16_CPU_FLAGS` emptied in the process), and the quick preset's earlier 30 epochs.
+"After" is the committed defaults.
 Both run in this item, one after the other, on the same data:
 
 - the notebook's training cell with its committed settings: the quick preset on 60
@@ -62,9 +64,10 @@ def epoch_timer():
     return EpochTimer()
 
 
-# Run first in the "before" processes: the small backbone's layout before the strided stem, and no CPU
-# counted as having bfloat16 units, so that "auto" mixed precision trains in float32 as before.
+# Run first in the "before" processes: the small backbone's layout before the strided stem, with Keras' own
+# batch norm, and no CPU counted as having bfloat16 units, so that "auto" mixed precision trains in float32 as before.
 BEFORE_STEM = ("import facetracker.model as m; m.SMALL_STEM_STRIDE = 1; m.SMALL_POOLED_BLOCKS = (1, 2, 3, 4); "
+               "m.SMALL_BATCH_NORM = m.keras.layers.BatchNormalization; "
                "import facetracker.train as t; t.BF16_CPU_FLAGS = frozenset(); ")
 
 
@@ -190,7 +193,8 @@ def run(quick: bool) -> dict:
         "tables": [{"caption": f"Seconds, {trained}; the notebook cell on {cfg['per_image']} copies per frame, "
                                f"the demo on {demo_size}; TF_ENABLE_ONEDNN_OPTS before: {cells[before]['onednn']}, "
                                f"after: {cells[after]['onednn']}; the small backbone's first convolution before: "
-                               "stride 1 then a 2x2 pool, after: stride 2; training precision before: float32, after: "
+                               "stride 1 then a 2x2 pool, after: stride 2; its batch norm before: Keras' ops, after: "
+                               "TensorFlow's fused kernel; training precision before: float32, after: "
                                f"{cells[after]['policy']}:", "columns": columns, "rows": rows}],
         "findings": [f"Best validation box loss of the notebook cell: {cells[before]['best']:.4f} (epoch "
                      f"{cells[before]['best_epoch'] + 1}) before, {cells[after]['best']:.4f} (epoch "

@@ -157,6 +157,32 @@ def batch_rates(steps: int, rounds: int) -> dict:
     return {str(b): statistics.median(v) for b, v in rates.items()}
 
 
+def batchnorm_rates(steps: int, rounds: int) -> dict:
+    """In-memory images/s of the quick preset's model, batch norm as Keras' ops and as the fused kernel, alternating."""
+    import keras
+    import tensorflow as tf
+
+    import facetracker.model as models
+    from facetracker.train import build_tracker, resolve_preset
+
+    layers = {"Keras' BatchNormalization ops (before)": keras.layers.BatchNormalization,
+              "TensorFlow's fused kernel (after)": models.FusedBatchNormalization}
+    trackers = {}
+    for name, layer in layers.items():
+        models.SMALL_BATCH_NORM = layer
+        trackers[name] = build_tracker(resolve_preset("quick"), 120, 100, tf.distribute.get_strategy())
+    models.SMALL_BATCH_NORM = models.FusedBatchNormalization
+    data = synthetic(BATCH)
+    for tracker in trackers.values():
+        tracker.fit(data, epochs=1, steps_per_epoch=3, verbose=0)
+    rates = {name: [] for name in trackers}
+    for r in range(rounds):
+        for name, tracker in trackers.items():
+            rates[name].append(fit_rate(tracker, data, steps, BATCH))
+        log(f"batch norm, round {r + 1}: " + ", ".join(f"{n} {v[-1]:.0f} img/s" for n, v in rates.items()))
+    return {name: stats(values) for name, values in rates.items()}
+
+
 def onednn_rates(steps: int, rounds: int) -> dict:
     """`batch_rates` with TensorFlow's oneDNN kernels off and on (TF_ENABLE_ONEDNN_OPTS), processes alternating."""
     code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import breakdown; "
@@ -197,6 +223,8 @@ def measure(quick: bool) -> dict:
                 f"later {statistics.median(later):.1f} s")
     memory = in_memory_rates(root, cfg["steps"], 2 if quick else 3)
     onednn = onednn_rates(cfg["steps"], 1 if quick else 2)
+    batchnorm = batchnorm_rates(cfg["steps"], 2 if quick else 4)
+    bn_before, bn_after = (r["median"] for r in batchnorm.values())
     decode = decode_rate(root, min(n_train, 480))
     log(f"decode and resize alone: {decode:.0f} crops/s")
     later = {cache: median_parts(runs[cache], first=False) for cache in CACHES}
@@ -242,6 +270,12 @@ def measure(quick: bool) -> dict:
                         "(without oneDNN, bfloat16 would be emulated):",
              "columns": ["oneDNN", f"batch {BATCH}", f"batch {2 * BATCH}"],
              "rows": [[name, *(fmt(r[str(b)], ".0f") for b in (BATCH, 2 * BATCH))] for name, r in onednn.items()]},
+            {"caption": f"The quick preset's model in memory, batch {BATCH}, in {precision}, images/s with the small "
+                        "backbone's batch norm as Keras' own layer computes it in training (separate ops for the "
+                        "moments, the normalisation and their gradients) and through TensorFlow's fused kernel "
+                        "(`model.FusedBatchNormalization`); one process, alternating:",
+             "columns": ["batch norm", "images/s"],
+             "rows": [[name, fmt(r, ".0f")] for name, r in batchnorm.items()]},
         ],
         "findings": [
             f"Cache on: an epoch after the first takes {later['auto']['total']:.2f} s against "
@@ -249,7 +283,10 @@ def measure(quick: bool) -> dict:
             f"its first epoch {first['auto']['total']:.1f} s against {first['off']['total']:.1f} s.",
             f"Without the cache the input pipeline takes {(ms['off'] - with_ema) / ms['off']:.0%} of a training "
             f"step; with it {(ms['auto'] - with_ema) / ms['auto']:.0%}.",
+            f"Fused batch norm: {bn_after:.0f} against {bn_before:.0f} images/s with Keras' ops "
+            f"({bn_after / bn_before:.2f}x).",
         ],
-        "onednn": onednn, "later": later, "first": first, "memory": memory, "decode_per_s": decode, "step_ms": ms,
+        "onednn": onednn, "batchnorm": batchnorm,
+        "later": later, "first": first, "memory": memory, "decode_per_s": decode, "step_ms": ms,
         "runs": runs, "n_train": n_train, "n_val": n_val,
     }

@@ -51,6 +51,63 @@ def test_small_model_strides_its_first_convolution_instead_of_pooling_at_full_si
     assert [layer.name for layer in backbone.layers if "pool" in layer.name] == ["pool2", "pool3", "pool4"]
 
 
+def batch_norm_training_step(layer: keras.layers.BatchNormalization, x: np.ndarray, weights: np.ndarray) -> list:
+    """One training call of `layer`: its output, the gradients of the input, gamma and beta, the moving averages."""
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+    layer.build(x.shape)
+    layer.gamma.assign(np.linspace(0.5, 1.5, channels))
+    layer.beta.assign(np.linspace(-1.0, 1.0, channels))
+    inputs = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = layer(inputs, training=True)
+        loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * weights)
+    gradients = tape.gradient(loss, [inputs, layer.gamma, layer.beta])
+    return [np.asarray(tf.cast(t, tf.float32)) for t in (outputs, *gradients, layer.moving_mean, layer.moving_variance)]
+
+
+@pytest.mark.parametrize(("policy", "tolerance"), [("float32", 1e-5), ("mixed_bfloat16", 0.05)])
+def test_fused_batch_norm_trains_and_predicts_as_keras_batch_normalization(policy: str, tolerance: float) -> None:
+    """Output, gradients and moving averages of a training step, then the inference output, equal Keras' own
+    layer's. 18 values per channel: the biased variance Keras keeps differs from the unbiased one by 6%."""
+    from facetracker.model import FusedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (2, 3, 3, 4)).astype(np.float32)
+    weights = rng.normal(size=x.shape).astype(np.float32)
+    keras.config.set_dtype_policy(policy)
+    try:
+        theirs_layer, ours_layer = keras.layers.BatchNormalization(momentum=0.9), FusedBatchNormalization(momentum=0.9)
+        theirs = batch_norm_training_step(theirs_layer, x, weights)
+        ours = batch_norm_training_step(ours_layer, x, weights)
+        predictions = [np.asarray(layer(x, training=False), np.float32) for layer in (theirs_layer, ours_layer)]
+    finally:
+        keras.config.set_dtype_policy("float32")
+    names = ("output", "input gradient", "gamma gradient", "beta gradient", "moving mean", "moving variance")
+    for name, mine, reference in zip(names, ours, theirs, strict=True):
+        np.testing.assert_allclose(mine, reference, rtol=tolerance, atol=tolerance, err_msg=name)
+    np.testing.assert_allclose(predictions[1], predictions[0], rtol=tolerance, atol=tolerance)
+
+
+def test_the_small_backbone_trains_through_the_fused_batch_norm_kernel() -> None:
+    """The speed lever of BENCHMARKS.md's training item: one fused op per block when training, none at inference."""
+    import tensorflow as tf
+
+    from facetracker.model import SMALL_CHANNELS
+
+    backbone = build_model("small", 120, "none", head_units=16).get_layer("small")
+
+    def op_types(training: bool) -> list[str]:
+        traced = tf.function(lambda x: backbone(x, training=training))
+        graph = traced.get_concrete_function(tf.TensorSpec((2, 120, 120, 3), tf.float32)).graph
+        return [op.type for op in graph.get_operations()]
+
+    assert op_types(training=True).count("FusedBatchNormV3") == len(SMALL_CHANNELS)
+    assert "FusedBatchNormV3" not in op_types(training=False)
+
+
 def test_grid_box_is_the_proposal_of_the_cell_with_the_highest_logit() -> None:
     from facetracker.model import GridBox
 
