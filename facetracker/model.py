@@ -111,7 +111,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     each direction in one. The small backbone trains much faster with it (BENCHMARKS.md, the training
     item). Same weights, same moving averages, and the same inference graph: outside training, and
     wherever the fused kernel does not apply (a mask, renorm, synchronized replicas, no 4-D channels-last
-    input), it is Keras' own layer.
+    input, float64), it is Keras' own layer.
     """
 
     def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
@@ -133,7 +133,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     def _fusable(self, inputs: tf.Tensor, mask: tf.Tensor | None) -> bool:
         four_d = len(inputs.shape) == 4 and self.axis in (-1, 3)
-        return (four_d and mask is None and not self.renorm and not self.synchronized
+        kernel_dtype = self.compute_dtype in ("float16", "bfloat16", "float32")  # the kernel has no float64
+        return (four_d and kernel_dtype and mask is None and not self.renorm and not self.synchronized
                 and keras.backend.backend() == "tensorflow")
 
 

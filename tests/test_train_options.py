@@ -165,13 +165,17 @@ import tensorflow as tf
 from facetracker.losses import classification_loss, masked_localization_loss
 from facetracker.model import build_model
 
+dtype = sys.argv[2]
 keras.utils.set_random_seed(0)
+weights = build_model("small", 120, "none", 512).get_weights()
+keras.config.set_dtype_policy(dtype)
 model = build_model("small", 120, "none", 512)
+model.set_weights([w.astype(dtype) for w in weights])
 rng = np.random.default_rng(0)
-images = rng.uniform(0, 1, (16, 120, 120, 3)).astype(np.float32)
-classes = (rng.uniform(size=(16, 1)) > 0.3).astype(np.float32)
+images = rng.uniform(0, 1, (16, 120, 120, 3)).astype(dtype)
+classes = (rng.uniform(size=(16, 1)) > 0.3).astype(dtype)
 corner = rng.uniform(0, 0.5, (16, 2))
-boxes = np.concatenate([corner, corner + 0.4], 1).astype(np.float32)
+boxes = np.concatenate([corner, corner + 0.4], 1).astype(dtype)
 with tf.GradientTape() as tape:
     score, box = model(images, training=True)
     total = classification_loss()(classes, score) + masked_localization_loss(boxes, box, classes)
@@ -182,16 +186,23 @@ np.savez(sys.argv[1], total=total.numpy(), **{f"g{i}": g.numpy() for i, g in enu
 
 @pytest.mark.slow
 def test_onednn_kernels_take_the_same_training_step(tmp_path):
-    """The quick preset's model, one batch, the same weights: loss and every gradient with oneDNN on agree with
-    TensorFlow's own kernels (to rounding), so turning it on changes speed, not what is learnt."""
+    """The quick preset's model, one batch, the same weights: the loss and every gradient in float32, with oneDNN
+    off and on, are the float64 step's to float32 rounding, so turning oneDNN on changes speed, not what is learnt.
+
+    The reference is float64 with TensorFlow's own kernels (batch norm as Keras' ops: the fused kernel has no
+    float64). Rounding in float32 moves the convolutions' gradients by up to about a hundredth of their norm
+    with TensorFlow's own kernels (each batch norm's backward pass sums terms that nearly cancel), and by
+    about a hundred-thousandth with oneDNN's fused batch norm."""
     steps = {}
-    for setting in ("0", "1"):
+    for name, setting, dtype in (("off", "0", "float32"), ("on", "1", "float32"), ("float64", "0", "float64")):
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting}
-        subprocess.run([sys.executable, "-c", ONE_STEP, str(tmp_path / setting)], env=env, check=True, timeout=300,
-                       capture_output=True)
-        steps[setting] = np.load(tmp_path / f"{setting}.npz")
+        subprocess.run([sys.executable, "-c", ONE_STEP, str(tmp_path / name), dtype], env=env, check=True,
+                       timeout=300, capture_output=True)
+        steps[name] = np.load(tmp_path / f"{name}.npz")
     # Compared as whole tensors (relative L2 error): a unit that sits at a ReLU's kink can fall on either side
     # under the two kernels' rounding, so a few single elements of the grid head's kernel differ by more.
-    for name in steps["0"].files:
-        off, on = steps["0"][name], steps["1"][name]
-        assert np.linalg.norm(on - off) <= 1e-3 * np.linalg.norm(off), name
+    for name in steps["float64"].files:
+        exact = steps["float64"][name]
+        for setting in ("off", "on"):
+            error = np.linalg.norm(steps[setting][name] - exact) / np.linalg.norm(exact)
+            assert error <= 2e-2, f"{name} with oneDNN {setting}: relative error {error:.1e}"
