@@ -107,6 +107,21 @@ def decode_rate(root, count: int) -> float:
     return len(files) / (time.perf_counter() - tick)
 
 
+def alternating_rates(runs: dict, rounds: int, label: str) -> dict[object, list[float]]:
+    """Training images/s of each run in `runs` ({key: (tracker, dataset, steps, batch)}), rounds alternating.
+
+    Each tracker first fits 3 steps, which traces its train step.
+    """
+    for tracker, data, _, _ in runs.values():
+        tracker.fit(data, epochs=1, steps_per_epoch=3, verbose=0)
+    rates = {key: [] for key in runs}
+    for r in range(rounds):
+        for key, (tracker, data, steps, batch) in runs.items():
+            rates[key].append(fit_rate(tracker, data, steps, batch))
+        log(f"{label}, round {r + 1}: " + ", ".join(f"{key} {values[-1]:.0f} img/s" for key, values in rates.items()))
+    return rates
+
+
 def in_memory_rates(root, steps: int, rounds: int) -> dict:
     """Training images/s of the quick preset's model on batches held in memory, with and without EMA."""
     import numpy as np
@@ -123,16 +138,9 @@ def in_memory_rates(root, steps: int, rounds: int) -> dict:
     labels = (np.concatenate([b[1][0] for b in batches]), np.concatenate([b[1][1] for b in batches]))
     memory = tf.data.Dataset.from_tensor_slices((x, labels)).batch(BATCH).repeat()
     strategy = tf.distribute.get_strategy()
-    models = {ema: build_tracker(resolve_preset("quick", ema_momentum=ema), 120, 100, strategy)
-              for ema in (0.99, 0.0)}
-    for model in models.values():
-        model.fit(memory, epochs=1, steps_per_epoch=3, verbose=0)  # traces the train step
-    rates = {ema: [] for ema in models}
-    for r in range(rounds):
-        for ema, model in models.items():
-            rates[ema].append(fit_rate(model, memory, steps, BATCH))
-        log(f"in memory, round {r + 1}: with EMA {rates[0.99][-1]:.0f} img/s, without {rates[0.0][-1]:.0f} img/s")
-    return {"with EMA": stats(rates[0.99]), "without EMA": stats(rates[0.0])}
+    runs = {name: (build_tracker(resolve_preset("quick", ema_momentum=ema), 120, 100, strategy), memory, steps, BATCH)
+            for name, ema in (("with EMA", 0.99), ("without EMA", 0.0))}
+    return {name: stats(values) for name, values in alternating_rates(runs, rounds, "in memory").items()}
 
 
 def batch_rates(steps: int, rounds: int) -> dict:
@@ -145,16 +153,10 @@ def batch_rates(steps: int, rounds: int) -> dict:
     from facetracker.train import build_tracker, resolve_preset
 
     strategy = tf.distribute.get_strategy()
-    models = {b: build_tracker(resolve_preset("quick", batch_size=b, mixed_precision="off"), 120, 100, strategy)
-              for b in (BATCH, 2 * BATCH)}
-    data = {b: synthetic(b) for b in models}
-    for b, model in models.items():
-        model.fit(data[b], epochs=1, steps_per_epoch=3, verbose=0)
-    rates = {b: [] for b in models}
-    for _ in range(rounds):
-        for b, model in models.items():
-            rates[b].append(fit_rate(model, data[b], max(6, steps * BATCH // b), b))
-    return {str(b): statistics.median(v) for b, v in rates.items()}
+    runs = {b: (build_tracker(resolve_preset("quick", batch_size=b, mixed_precision="off"), 120, 100, strategy),
+                synthetic(b), max(6, steps * BATCH // b), b)
+            for b in (BATCH, 2 * BATCH)}
+    return {str(b): statistics.median(v) for b, v in alternating_rates(runs, rounds, "batch size").items()}
 
 
 def batchnorm_rates(steps: int, rounds: int) -> dict:
@@ -167,20 +169,15 @@ def batchnorm_rates(steps: int, rounds: int) -> dict:
 
     layers = {"Keras' BatchNormalization ops (before)": keras.layers.BatchNormalization,
               "TensorFlow's fused kernel (after)": models.FusedBatchNormalization}
-    trackers = {}
-    for name, layer in layers.items():
-        models.SMALL_BATCH_NORM = layer
-        trackers[name] = build_tracker(resolve_preset("quick"), 120, 100, tf.distribute.get_strategy())
-    models.SMALL_BATCH_NORM = models.FusedBatchNormalization
-    data = synthetic(BATCH)
-    for tracker in trackers.values():
-        tracker.fit(data, epochs=1, steps_per_epoch=3, verbose=0)
-    rates = {name: [] for name in trackers}
-    for r in range(rounds):
-        for name, tracker in trackers.items():
-            rates[name].append(fit_rate(tracker, data, steps, BATCH))
-        log(f"batch norm, round {r + 1}: " + ", ".join(f"{n} {v[-1]:.0f} img/s" for n, v in rates.items()))
-    return {name: stats(values) for name, values in rates.items()}
+    committed, data, runs = models.SMALL_BATCH_NORM, synthetic(BATCH), {}
+    try:
+        for name, layer in layers.items():
+            models.SMALL_BATCH_NORM = layer
+            tracker = build_tracker(resolve_preset("quick"), 120, 100, tf.distribute.get_strategy())
+            runs[name] = (tracker, data, steps, BATCH)
+    finally:
+        models.SMALL_BATCH_NORM = committed
+    return {name: stats(values) for name, values in alternating_rates(runs, rounds, "batch norm").items()}
 
 
 def onednn_rates(steps: int, rounds: int) -> dict:

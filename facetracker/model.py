@@ -121,7 +121,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         offset = self.beta if self.center else tf.zeros_like(self.moving_mean)
         empty = tf.constant([], tf.float32)
         outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=tf.cast(inputs, self.compute_dtype), scale=tf.cast(scale, tf.float32),
+            x=inputs, scale=tf.cast(scale, tf.float32),
             offset=tf.cast(offset, tf.float32), mean=empty, variance=empty, epsilon=self.epsilon,
             data_format="NHWC", is_training=True)
         # The kernel returns the unbiased variance (n - 1 in the denominator); Keras keeps the biased one.
