@@ -4,17 +4,21 @@ The video turns each of its 90 frames into 60 random 450x450 crops with flips an
 changes, so a model can learn from a few minutes of webcam footage. This module keeps that
 pipeline in one editable place (`build_transform`) and writes the crops as the video did:
 `aug_data/<split>/images/<stem>.<k>.jpg` and `aug_data/<split>/labels/<stem>.<k>.json` holding
-`{"image": <source file name>, "bbox": [x1, y1, x2, y2] in [0, 1] of the crop, "class": 0 or 1}`,
+`{"image": <source file name>, "bbox": [x1, y1, x2, y2] in [0, 1] of the crop, "class": 0 or 1}`
+(a face without a box: class 1, bbox [0, 0, 0, 0]),
 plus a `"fingerprint"` of what the crop was made from.
 
 What we add to the video's loop:
 - Every image is first scaled so its short side is `max(crop, FRAME_HEIGHT)` px: a 640x480 frame
   is untouched, a 320x240 one is enlarged instead of failing, a 1280x720 one is shrunk to the
   field of view of a webcam frame (the real-time path also sees whole frames at this scale).
-- Visibility rule: a face keeps its label only while at least `MIN_VISIBILITY` of its area is
-  inside the crop and the visible part is at least `MIN_BOX_PX` px wide and high; otherwise
-  the crop is a negative (class 0, bbox [0, 0, 0, 0]). With the video's default (no rule),
-  a crop showing a 5 px strip of cheek is labelled a face and the box head learns slivers.
+- Visibility rule: a face keeps its box only while at least `MIN_VISIBILITY` of its area is inside
+  the crop and the visible part is at least `MIN_BOX_PX` px wide and high. Cut to between
+  `LABEL_MIN_VISIBILITY` and that, it is still a face (class 1) but without a box (bbox [0, 0, 0, 0]):
+  the score head learns that half a face is a face, the box loss leaves the sliver out. Under it
+  the crop is a negative (class 0, bbox [0, 0, 0, 0]). With the video's default (no rule), a crop
+  showing a 5 px strip of cheek is labelled a face and the box head learns slivers. The transform
+  carries the face's corners as keypoints (not clipped), which measure the share a crop shows.
 - Reproducible: each output `<stem>.<k>` gets its own seed derived from `seed`, the stem and k,
   so the same seed gives the same files whatever the number of processes.
 - Follows its sources: the fingerprint hashes the source image's bytes, the box and class read
@@ -56,7 +60,7 @@ from facetracker.annotations import Sample, list_images, load_samples
 from facetracker.config import AUG_PER_IMAGE, CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import JPEG_QUALITY, TEMP_MARK, read_image, remove_temp_files, write_crop_label, write_image
-from facetracker.geometry import MIN_BOX_PX, MIN_VISIBILITY, NO_BOX, Box
+from facetracker.geometry import LABEL_MIN_VISIBILITY, MIN_BOX_PX, MIN_VISIBILITY, NO_BOX, Box, box_area, is_visible
 
 # With workers=None, a run with fewer samples to write stays in this process: a worker process
 # imports albumentations before it writes anything, and a small run is over by then
@@ -150,11 +154,12 @@ def build_transform(crop: int = CROP_SIZE) -> A.Compose:
         bbox_params=A.BboxParams(
             format="albumentations",
             label_fields=["class_labels"],
-            min_visibility=MIN_VISIBILITY,
+            min_visibility=LABEL_MIN_VISIBILITY,
             min_width=MIN_BOX_PX,
             min_height=MIN_BOX_PX,
             clip=True,
         ),
+        keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
     )
 
 
@@ -177,14 +182,42 @@ def sample_seed(seed: int, stem: str, k: int) -> int:
 def augment_image(
     image: np.ndarray, box: Box | None, transform: A.Compose, seed: int | None = None
 ) -> tuple[np.ndarray, tuple[float, ...], int]:
-    """One augmented sample: (image, bbox in [0, 1] of the output, class 1 or 0 for no object)."""
+    """One augmented sample: (image, bbox in [0, 1] of the output, class 1 or 0 for no object).
+
+    A face the crop cuts under `MIN_VISIBILITY` (but kept by the transform's own, lower rule) is class 1
+    with NO_BOX. A transform without keypoint_params boxes every face it keeps.
+    """
     if seed is not None:
         reseed(transform, seed)
     boxes, labels = ([box], [1]) if box is not None else ([], [])
-    result = transform(image=image, bboxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), class_labels=labels)
+    inputs = {"image": image, "bboxes": np.array(boxes, dtype=np.float32).reshape(-1, 4), "class_labels": labels}
+    carries_corners = "keypoints" in getattr(transform, "processors", {})
+    if carries_corners:
+        inputs["keypoints"] = corner_points(box, image.shape)
+    result = transform(**inputs)
     if len(result["bboxes"]) == 0:
         return result["image"], NO_BOX, 0
-    return result["image"], tuple(float(v) for v in result["bboxes"][0]), 1
+    bbox = tuple(float(v) for v in result["bboxes"][0])
+    if carries_corners and not shows_enough(bbox, result["keypoints"], result["image"].shape):
+        return result["image"], NO_BOX, 1
+    return result["image"], bbox, 1
+
+
+def corner_points(box: Box | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The corners of a normalised box as keypoints in pixels [2, 2] (none [0, 2] without a box)."""
+    if box is None:
+        return np.zeros((0, 2), dtype=np.float32)
+    height, width = shape[:2]
+    return np.array([[box[0] * width, box[1] * height], [box[2] * width, box[3] * height]], dtype=np.float32)
+
+
+def shows_enough(bbox: tuple[float, ...], corners: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether the cropped box (normalised) keeps MIN_VISIBILITY of the whole face its corners span."""
+    height, width = shape[:2]
+    (ax, ay), (bx, by) = np.asarray(corners, dtype=np.float64)[:2]
+    whole = box_area((min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)))
+    shown = box_area((bbox[0] * width, bbox[1] * height, bbox[2] * width, bbox[3] * height))
+    return is_visible(shown, whole, MIN_VISIBILITY)
 
 
 def output_paths(out_images: Path, out_labels: Path, stem: str, k: int) -> tuple[Path, Path]:

@@ -39,7 +39,7 @@ import numpy as np
 from facetracker.annotations import labelled_frames
 from facetracker.config import CLASS_NAME, SCORE_THRESHOLD, Paths, current_run_dir
 from facetracker.fileio import atomic_write, load_labels, read_image
-from facetracker.geometry import NO_BOX, Box, box_in_square, iou, normalise, shows_object
+from facetracker.geometry import NO_BOX, Box, box_area, box_in_square, iou, normalise, shows_object
 from facetracker.inference import Detector, frame_to_input
 from facetracker.plots import plot_samples, save_figure
 from facetracker.prelabel import best_face, haar_detector, haar_faces
@@ -317,13 +317,19 @@ def haar_predictions(images: Sequence[Path]) -> tuple[np.ndarray, np.ndarray, fl
 
 
 def augmented_set(paths: Paths, split: str) -> tuple[list[Path], list[Box | None]] | None:
-    """The split's augmented samples (images, boxes or None), or None when there are none."""
+    """The split's augmented samples (images, boxes or None), or None when there are none.
+
+    A face cut to a sliver (class 1 without a box) is left out: the frames' rule calls it "no face", training
+    calls it a face, so neither answer is wrong.
+    """
     images_dir, labels_dir = paths.aug_images(split), paths.aug_labels(split)
     if not images_dir.is_dir() or not any(images_dir.iterdir()):
         return None
     files, classes, boxes = load_labels(labels_dir, images_dir)
-    return [Path(f) for f in files], [tuple(map(float, b)) if c[0] > 0.5 else None for c, b in zip(classes, boxes,
-                                                                                                   strict=True)]
+    samples = [(Path(f), tuple(map(float, b)) if c[0] > 0.5 else None) for f, c, b in zip(files, classes, boxes,
+                                                                                           strict=True)]
+    kept = [(f, b) for f, b in samples if b is None or box_area(b) > 0]
+    return [f for f, _ in kept], [b for _, b in kept]
 
 
 def evaluate(paths: Paths, model_path: Path | str, split: str = "test", threshold: float = SCORE_THRESHOLD,

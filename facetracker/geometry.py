@@ -21,10 +21,13 @@ PixelBox = tuple[int, int, int, int]
 NO_BOX: Box = (0.0, 0.0, 0.0, 0.0)
 
 # The visibility rule, shared by augmentation (a crop) and evaluation (a frame's centre square): a face
-# keeps its label while at least a quarter of its area shows and the visible part is at least MIN_BOX_PX
-# wide and high. A classifier cannot draw a sharp line at the rule, so a face just above it scores near
-# 0.5: the rule sits below the third of a face that should still be found, not at it.
+# counts while at least a quarter of its area shows and the visible part is at least MIN_BOX_PX wide and
+# high; under it, the image is "no face".
 MIN_VISIBILITY = 0.25
+# Augmentation also labels a face cut to between a tenth and a quarter as a face, without a box (NO_BOX):
+# the score head learns it, the box loss skips it. Taught "no face" up to the quarter, a model missed
+# faces half out of the square on frames it had not seen.
+LABEL_MIN_VISIBILITY = 0.1
 MIN_BOX_PX = 20  # in a 450 px crop: about 5 px once resized to the 120 px network input
 # MIN_BOX_PX as a share of the square: augmentation crops from frames scaled to this short side.
 MIN_SIDE = MIN_BOX_PX / max(CROP_SIZE, FRAME_HEIGHT)

@@ -3,7 +3,7 @@
 The box loss is the tutorial's: squared error of the top-left corner plus squared error of the
 width and height, summed over the batch (not averaged). The tutorial applies it to every sample,
 so images without a face are pushed towards the box [0, 0, 0, 0]; the masked variant counts only
-samples of class 1 and sums over them. The score loss is binary cross-entropy (a batch mean);
+faces with a box and sums over them. The score loss is binary cross-entropy (a batch mean);
 total = box loss + 0.5 * score loss.
 """
 
@@ -38,7 +38,8 @@ def localization_loss(y_true: keras.KerasTensor, y_pred: keras.KerasTensor) -> k
 
 def masked_localization_loss(y_true_box: keras.KerasTensor, y_pred_box: keras.KerasTensor,
                              y_true_class: keras.KerasTensor) -> keras.KerasTensor:
-    """The tutorial's box loss summed over the samples of class 1 only (images without a face add nothing).
+    """The tutorial's box loss summed over the faces that have a box (images without a face add nothing,
+    nor does a face cut to a sliver, which augmentation labels class 1 with the empty box).
 
     Args:
         y_true_box: boxes [N, 4]; y_pred_box: predicted boxes [N, 4]; y_true_class: classes [N, 1] (or [N]) of 0/1.
@@ -46,7 +47,9 @@ def masked_localization_loss(y_true_box: keras.KerasTensor, y_pred_box: keras.Ke
     Returns:
         A scalar.
     """
-    positive = ops.reshape(ops.cast(y_true_class, y_pred_box.dtype), (-1,))
+    y_true_box = ops.cast(y_true_box, y_pred_box.dtype)
+    boxed = (y_true_box[:, 2] > y_true_box[:, 0]) & (y_true_box[:, 3] > y_true_box[:, 1])
+    positive = ops.reshape(ops.cast(y_true_class, y_pred_box.dtype), (-1,)) * ops.cast(boxed, y_pred_box.dtype)
     return ops.sum(_box_errors(y_true_box, y_pred_box) * positive)
 
 

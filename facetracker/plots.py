@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle
 
 from facetracker.config import CLASS_NAME, SCORE_THRESHOLD
 from facetracker.fileio import publish
-from facetracker.geometry import shows_object
+from facetracker.geometry import box_area, shows_object
 
 
 def split_labels(labels_or_boxes) -> tuple[np.ndarray | None, np.ndarray]:
@@ -62,10 +62,10 @@ def plot_samples(images, labels_or_boxes, scores=None, ncols: int = 4, truth=Non
             continue
         height, width = images[i].shape[:2]
         ax.imshow(images[i])
-        if true_boxes is not None and true_classes[i] > 0.5:
+        if true_boxes is not None and true_classes[i] > 0.5 and box_area(true_boxes[i]) > 0:
             draw_box(ax, true_boxes[i], width, height, "limegreen")
         if classes is not None:
-            if classes[i] > 0.5:
+            if classes[i] > 0.5:  # a face cut to a sliver has no box: its caption alone says it is there
                 draw_box(ax, boxes[i], width, height, "limegreen", class_name)
         elif score_list is None:
             draw_box(ax, boxes[i], width, height, "royalblue")

@@ -43,6 +43,15 @@ def test_masked_loss_sums_over_faces_only() -> None:
     assert float(masked_localization_loss(TRUE, PRED, np.zeros((3, 1), np.float32))) == 0.0
 
 
+def test_masked_loss_leaves_out_a_face_without_a_box() -> None:
+    """A face cut to a sliver is labelled class 1 with the empty box: the masked loss skips it, the tutorial's
+    does not."""
+    sliver = np.array([[1.0], [1.0], [1.0]], np.float32)  # sample 1 is a face, boxed [0, 0, 0, 0]
+    expected = by_hand(TRUE, PRED)[[0, 2]].sum()
+    assert float(masked_localization_loss(TRUE, PRED, sliver)) == pytest.approx(expected, rel=1e-6)
+    assert float(localization_loss(TRUE, PRED)) == pytest.approx(by_hand(TRUE, PRED).sum(), rel=1e-6)
+
+
 def test_losses_are_zero_for_a_perfect_box() -> None:
     assert float(localization_loss(TRUE, TRUE)) == 0.0
 

@@ -80,6 +80,10 @@ def test_loss_is_the_package_one(notebook_code):
     masked = float(notebook_code["localization_loss"](boxes, predicted, classes))
     assert masked == pytest.approx(float(losses.masked_localization_loss(boxes, predicted, classes)), rel=1e-6)
     assert masked < ours
+    sliver = np.ones_like(classes)  # sample 1 becomes a face cut to a sliver: class 1, no box
+    unboxed = float(notebook_code["localization_loss"](boxes, predicted, sliver))
+    assert unboxed == pytest.approx(float(losses.masked_localization_loss(boxes, predicted, sliver)), rel=1e-6)
+    assert unboxed == pytest.approx(masked, rel=1e-6)
 
 
 def one_step(tracker_class: type, loss, weights: list[np.ndarray], masked: bool = False
