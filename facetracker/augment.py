@@ -60,7 +60,16 @@ from facetracker.annotations import Sample, list_images, load_samples
 from facetracker.config import AUG_PER_IMAGE, CLASS_NAME, CROP_SIZE, FRAME_HEIGHT, SPLITS, Paths
 from facetracker.errors import FaceTrackerError
 from facetracker.fileio import JPEG_QUALITY, TEMP_MARK, read_image, remove_temp_files, write_crop_label, write_image
-from facetracker.geometry import LABEL_MIN_VISIBILITY, MIN_BOX_PX, MIN_VISIBILITY, NO_BOX, Box, box_area, is_visible
+from facetracker.geometry import (
+    LABEL_MIN_VISIBILITY,
+    MIN_BOX_PX,
+    MIN_VISIBILITY,
+    NO_BOX,
+    Box,
+    box_area,
+    is_visible,
+    ordered,
+)
 
 # With workers=None, a run with fewer samples to write stays in this process: a worker process
 # imports albumentations before it writes anything, and a small run is over by then
@@ -214,10 +223,8 @@ def corner_points(box: Box | None, shape: tuple[int, ...]) -> np.ndarray:
 def shows_enough(bbox: tuple[float, ...], corners: np.ndarray, shape: tuple[int, ...]) -> bool:
     """Whether the cropped box (normalised) keeps MIN_VISIBILITY of the whole face its corners span."""
     height, width = shape[:2]
-    (ax, ay), (bx, by) = np.asarray(corners, dtype=np.float64)[:2]
-    whole = box_area((min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)))
-    shown = box_area((bbox[0] * width, bbox[1] * height, bbox[2] * width, bbox[3] * height))
-    return is_visible(shown, whole, MIN_VISIBILITY)
+    whole = box_area(ordered(np.ravel(corners)))  # a flip swaps the corners
+    return is_visible(box_area(bbox) * width * height, whole, MIN_VISIBILITY)
 
 
 def output_paths(out_images: Path, out_labels: Path, stem: str, k: int) -> tuple[Path, Path]:
